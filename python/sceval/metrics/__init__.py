@@ -1,0 +1,1 @@
+"""sceval.metrics."""
