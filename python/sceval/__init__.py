@@ -1,5 +1,56 @@
-"""sceval: benchmark single-cell foundation models against baselines on your data."""
+"""sceval: benchmark single-cell foundation models against baselines on your data.
+
+The public API::
+
+    import sceval
+    adata = sceval.data.simulate(n_batches=3)
+    res = sceval.run_benchmark(adata, models=["pca", "harmony"], tasks=["integration"],
+                               batch_key="batch", label_key="cell_type", seeds=[0, 1])
+    sceval.summarize(res)
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from sceval import data, metrics, models, tasks  # noqa: E402
+from sceval._errors import (  # noqa: E402
+    DataContractError,
+    MissingDependencyError,
+    ModelSkippedError,
+    NotApplicableError,
+    ScevalError,
+    UnknownNameError,
+)
+from sceval.benchmark import (  # noqa: E402
+    read_results,
+    run_benchmark,
+    summarize,
+    write_results,
+)
+from sceval.data import harmonize_genes, simulate, validate  # noqa: E402
+from sceval.listing import list_metrics, list_models, list_tasks  # noqa: E402
+
+__all__ = [
+    "DataContractError",
+    "MissingDependencyError",
+    "ModelSkippedError",
+    "NotApplicableError",
+    "ScevalError",
+    "UnknownNameError",
+    "__version__",
+    "data",
+    "harmonize_genes",
+    "list_metrics",
+    "list_models",
+    "list_tasks",
+    "metrics",
+    "models",
+    "read_results",
+    "run_benchmark",
+    "simulate",
+    "summarize",
+    "tasks",
+    "validate",
+    "write_results",
+]

@@ -1,1 +1,5 @@
-"""sceval.cli."""
+"""The ``sceval`` command line (click)."""
+
+from sceval.cli.main import cli, main
+
+__all__ = ["cli", "main"]

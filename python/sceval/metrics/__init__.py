@@ -1,1 +1,1 @@
-"""sceval.metrics."""
+"""sceval.metrics (work in progress)."""

@@ -1,0 +1,232 @@
+"""``sceval run | models | tasks | metrics``.
+
+Errors in user input print one ``Error: ...`` line (what was expected, what was found,
+how to fix it) and exit with status 2; they never print a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+
+from sceval import __version__
+from sceval._errors import ScevalError
+
+#: Metrics shown in the printed summary, per task (all are in the results files).
+HEADLINE = {
+    "integration": ["bio_conservation", "batch_correction", "total", "ilisi", "nmi", "ari"],
+    "annotation": ["knn_accuracy", "knn_f1_macro", "logreg_accuracy", "logreg_f1_macro"],
+}
+SORT_BY = {"integration": "total", "annotation": "logreg_f1_macro"}
+
+
+def _fail(err: BaseException) -> None:
+    click.echo(f"Error: {err}", err=True)
+    sys.exit(2)
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        out = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        msg = f"--seeds must be comma-separated non-negative integers like 0,1,2; got {text!r}."
+        raise click.BadParameter(msg) from None
+    if not out or any(s < 0 for s in out):
+        msg = f"--seeds must be comma-separated non-negative integers like 0,1,2; got {text!r}."
+        raise click.BadParameter(msg)
+    return out
+
+
+def format_summary(results: pd.DataFrame) -> str:
+    """A printable summary: per dataset and task, models x headline metrics (mean over
+    seeds, +- sd when several), then the models that were skipped or failed."""
+    from sceval.benchmark.results import summarize
+
+    summ = summarize(results)
+    lines: list[str] = []
+    for (ds, task), grp in summ.groupby(["dataset", "task"], sort=False):
+        ok = grp[grp["status"] == "ok"]
+        lines.append(f"\n== {ds} / {task} ==")
+        if ok.empty:
+            lines.append("  (no model produced results)")
+        else:
+            cols = [m for m in HEADLINE.get(task, []) if m in set(ok["metric"])]
+            cols = cols or list(dict.fromkeys(ok["metric"]))[:6]
+            multi = (ok["n"] > 1).any()
+            cell = ok.assign(
+                txt=[
+                    f"{m:.3f}" + (f"±{s:.3f}" if multi and pd.notna(s) else "")
+                    for m, s in zip(ok["mean"], ok["sd"])
+                ]
+            )
+            table = cell.pivot_table(
+                index=["model", "model_kind"], columns="metric", values="txt", aggfunc="first"
+            )
+            means = ok.pivot_table(index=["model", "model_kind"], columns="metric", values="mean")
+            sort = SORT_BY.get(task)
+            if sort in means.columns:
+                table = table.loc[means[sort].sort_values(ascending=False).index]
+            table = table.reindex(columns=cols).fillna("n/a")
+            lines.append(table.to_string())
+        bad = grp[grp["status"].isin(["skipped", "failed"])].drop_duplicates("model")
+        for _, r in bad.iterrows():
+            lines.append(f"  {r['model']}: {r['status']} - {r['message']}")
+        na = grp[(grp["status"] == "not_applicable")].drop_duplicates("message")
+        for _, r in na.head(3).iterrows():
+            lines.append(f"  not applicable ({r['metric']}, ...): {r['message']}")
+    return "\n".join(lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sceval")
+def cli() -> None:
+    """sceval: does a foundation model beat simpler methods on your data?"""
+
+
+@cli.command("run")
+@click.argument("data", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--models", "-m", default=None, help="Comma-separated model keys (default: all "
+              "baselines and controls). See `sceval models`.")
+@click.option("--tasks", "-t", default=None, help="Comma-separated task keys (default: those "
+              "the given keys allow). See `sceval tasks`.")
+@click.option("--batch-key", default=None, help="obs column with the batch of each cell.")
+@click.option("--label-key", default=None, help="obs column with the cell-type label.")
+@click.option("--counts-layer", default=None, help="Layer with raw counts ('X', 'raw' or a "
+              "layer name); default: detected.")
+@click.option("--gene-id-column", default=None, help="var column with gene IDs (default "
+              "var_names).")
+@click.option("--embeddings", default=None, help="Comma-separated obsm keys of embeddings "
+              "computed elsewhere, scored as 'external' models.")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--dataset-name", default=None, help="Dataset name in the results (default: "
+              "the file name).")
+@click.option("--device", default="auto", show_default=True,
+              type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--out", "-o", default="sceval-out", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--format", "formats", default="csv,parquet", show_default=True,
+              help="Comma-separated output formats (csv, parquet).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def run_cmd(
+    data: Path | None, models: str | None, tasks: str | None, batch_key: str | None,
+    label_key: str | None, counts_layer: str | None, gene_id_column: str | None,
+    embeddings: str | None, seeds: str, dataset_name: str | None, device: str, out: Path,
+    formats: str, quiet: bool,
+) -> None:
+    """Benchmark models on DATA.h5ad (or, without DATA, on the embedded default:
+    pbmc68k_reduced for annotation and a simulated 3-batch dataset for integration).
+
+    Writes OUT/results.csv and OUT/results.parquet (one row per dataset, task, model,
+    seed, metric) and prints a summary.
+    """
+    from sceval.benchmark.results import write_results
+    from sceval.benchmark.runner import DEFAULT_MODELS, _as_list, run_benchmark
+    from sceval.data.io import read_h5ad
+    from sceval.models.base import MODELS
+    from sceval.tasks.base import TASKS
+
+    seed_list = _parse_seeds(seeds)
+    fmt = tuple(f.strip() for f in formats.split(",") if f.strip())
+    try:
+        model_keys = _as_list(models, "--models")
+        for k in model_keys or []:
+            MODELS.get(k)
+        for k in _as_list(tasks, "--tasks") or []:
+            TASKS.get(k)
+        for f in fmt:
+            if f not in ("csv", "parquet"):
+                msg = f"--format {f!r} is not supported; use csv and/or parquet."
+                raise click.BadParameter(msg)
+        jobs = _jobs(data, tasks, batch_key, label_key, dataset_name)
+        n_models = len(model_keys or DEFAULT_MODELS) + len(_as_list(embeddings, "e") or [])
+        total = len(jobs) * len(seed_list) * n_models
+        frames = []
+        with click.progressbar(
+            length=total, label="benchmark", file=sys.stderr, show_pos=True,
+            item_show_func=lambda s: s, hidden=quiet,
+        ) as bar:
+            for job in jobs:
+                adata = job["adata"] if job["adata"] is not None else read_h5ad(data)
+                frames.append(
+                    run_benchmark(
+                        adata, model_keys, job["tasks"], seeds=seed_list,
+                        batch_key=job["batch_key"], label_key=job["label_key"],
+                        counts_layer=counts_layer, gene_id_column=gene_id_column,
+                        dataset=job["name"], embeddings=embeddings, device=device,
+                        callback=lambda s: bar.update(1, s),
+                    )
+                )
+        results = pd.concat(frames, ignore_index=True)
+        written = write_results(results, out, fmt)
+    except (ScevalError, ValueError, click.BadParameter) as err:
+        _fail(err)
+        return
+    click.echo(format_summary(results))
+    n_bad = int(results["status"].isin(["failed"]).sum())
+    click.echo(f"\n{len(results)} rows -> " + ", ".join(str(p) for p in written.values()))
+    if n_bad:
+        click.echo(f"{n_bad} rows failed; see the message column.", err=True)
+
+
+def _jobs(
+    data: Path | None, tasks: str | None, batch_key: str | None, label_key: str | None,
+    name: str | None,
+) -> list[dict[str, Any]]:
+    from sceval.data.datasets import load_default_datasets
+
+    if data is not None:
+        return [{
+            "adata": None, "name": name or data.stem, "tasks": tasks,
+            "batch_key": batch_key, "label_key": label_key,
+        }]
+    jobs = []
+    wanted = [t.strip() for t in tasks.split(",")] if tasks else None
+    for d in load_default_datasets():
+        keep = [t for t in d.tasks if wanted is None or t in wanted]
+        if not keep:
+            continue
+        t = ",".join(keep)
+        jobs.append({
+            "adata": d.adata, "name": d.name, "tasks": t,
+            "batch_key": d.batch_key, "label_key": d.label_key,
+        })
+    return jobs
+
+
+def _print_table(df: pd.DataFrame) -> None:
+    with pd.option_context("display.max_colwidth", 70, "display.width", 200):
+        click.echo(df.to_string(index=False))
+
+
+@cli.command("models")
+def models_cmd() -> None:
+    """List models with their kind, input and requirements."""
+    from sceval.listing import list_models
+
+    df = list_models()
+    _print_table(df[["model", "kind", "input", "requirements", "available", "description"]])
+
+
+@cli.command("tasks")
+def tasks_cmd() -> None:
+    """List tasks with their requirements and metrics."""
+    from sceval.listing import list_tasks
+
+    _print_table(list_tasks())
+
+
+@cli.command("metrics")
+def metrics_cmd() -> None:
+    """List metrics with category and direction."""
+    from sceval.listing import list_metrics
+
+    _print_table(list_metrics())
+
+
+def main() -> None:
+    """Entry point of the ``sceval`` console script."""
+    cli()

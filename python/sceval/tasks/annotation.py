@@ -1,0 +1,170 @@
+"""Cell-type annotation: classification probes trained on a cell embedding.
+
+Two probes are trained on the embedding of the training (reference) cells and
+scored on the held-out (query) cells: a k-nearest-neighbour classifier and a
+logistic regression on standardized features. Metrics are computed as
+``metric(y_true, y_pred)``; the scEval study's code swapped the two arguments of
+``classification_report``, exchanging precision and recall, which a test guards against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sceval._errors import DataContractError
+from sceval.metrics import METRICS, MetricSpec
+from sceval.models.base import EmbedContext
+from sceval.tasks.base import MetricResult, Task, TaskInfo, register_task
+
+PROBES = ("knn", "logreg")
+CLASSIFICATION = ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro")
+REFERENCE_VALUES = ("reference", "ref", "train", "training")
+QUERY_VALUES = ("query", "test", "heldout", "held-out")
+
+for _p in PROBES:
+    for _m in CLASSIFICATION:
+        _key = f"{_p}_{_m}"
+        if _key not in METRICS:
+            METRICS.register(
+                _key,
+                MetricSpec(
+                    key=_key,
+                    higher_is_better=True,
+                    category="classification",
+                    description=f"{_m} of the {_p} probe on held-out cells",
+                ),
+            )
+
+
+def split_cells(
+    labels: np.ndarray,
+    seed: int,
+    test_size: float = 0.2,
+    split: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Indices of training and test cells, and a note.
+
+    Parameters
+    ----------
+    labels
+        Label per cell, shape ``(n_cells,)``.
+    seed
+        Seed of the stratified split.
+    test_size
+        Share of cells held out when ``split`` is None.
+    split
+        Optional per-cell values naming the reference and query cells
+        (``reference``/``query``, ``train``/``test``; case-insensitive).
+
+    Returns
+    -------
+    train, test, note
+        Integer index arrays and a note (e.g. labels kept out of the test set).
+    """
+    n = labels.shape[0]
+    if split is not None:
+        vals = np.char.lower(split.astype(str))
+        is_ref = np.isin(vals, REFERENCE_VALUES)
+        is_query = np.isin(vals, QUERY_VALUES)
+        other = sorted(set(vals[~(is_ref | is_query)].tolist()))
+        if other or not is_ref.any() or not is_query.any():
+            msg = (
+                "The split column must mark every cell as reference or query "
+                f"(one of {REFERENCE_VALUES} / {QUERY_VALUES}); found values "
+                f"{sorted(set(vals.tolist()))[:10]}. Fix: recode the column or omit split_key "
+                "for a seeded stratified split."
+            )
+            raise DataContractError(msg)
+        return np.flatnonzero(is_ref), np.flatnonzero(is_query), "reference -> query split"
+    from sklearn.model_selection import train_test_split
+
+    uniq, counts = np.unique(labels, return_counts=True)
+    rare = set(uniq[counts < 2].tolist())
+    idx = np.arange(n)
+    rare_mask = np.isin(labels, list(rare))
+    common = idx[~rare_mask]
+    note = ""
+    if rare:
+        note = f"labels with a single cell kept in training only: {sorted(rare)[:5]}"
+    strat = labels[common]
+    n_test = max(int(round(test_size * common.size)), len(np.unique(strat)))
+    if n_test >= common.size:
+        msg = f"too few cells ({common.size}) for a stratified split with test_size={test_size}"
+        raise DataContractError(msg)
+    tr, te = train_test_split(common, test_size=n_test, stratify=strat, random_state=seed)
+    train = np.sort(np.concatenate([tr, idx[rare_mask]]))
+    return train, np.sort(te), note
+
+
+def _fit_predict(
+    probe: str, x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, seed: int, k: int
+) -> np.ndarray:
+    if probe == "knn":
+        from sklearn.neighbors import KNeighborsClassifier
+
+        clf = KNeighborsClassifier(n_neighbors=max(1, min(k, x_tr.shape[0])))
+        return clf.fit(x_tr, y_tr).predict(x_te)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+    return clf.fit(x_tr, y_tr).predict(x_te)
+
+
+@register_task
+class AnnotationTask(Task):
+    """``annotation``: kNN and logistic-regression probes on the embedding.
+
+    Parameters
+    ----------
+    split_key
+        ``obs`` column marking reference / query cells; default a seeded stratified split.
+    test_size
+        Held-out share for the stratified split (default 0.2).
+    n_neighbors
+        k of the kNN probe (default 15).
+    """
+
+    info = TaskInfo(
+        key="annotation",
+        needs_batch=False,
+        needs_labels=True,
+        metric_keys=tuple(f"{p}_{m}" for p in PROBES for m in CLASSIFICATION),
+        description="cell-type annotation: kNN + logistic probes, accuracy / macro P, R, F1",
+    )
+
+    def evaluate(self, adata: Any, embedding: np.ndarray, ctx: EmbedContext) -> list[MetricResult]:
+        from sceval.metrics import classification_metrics
+
+        labels = adata.obs[ctx.label_key].astype(str).to_numpy()
+        split_key = self.params.get("split_key")
+        if split_key is not None and split_key not in adata.obs:
+            msg = f"split_key={split_key!r} is not a column of adata.obs."
+            raise DataContractError(msg)
+        if np.unique(labels).size < 2:
+            msg = f"only one label in obs[{ctx.label_key!r}]; classification needs >= 2"
+            return [MetricResult(k, float("nan"), "not_applicable", msg) for k in self.info.metric_keys]
+        split = adata.obs[split_key].to_numpy() if split_key else None
+        train, test, note = split_cells(
+            labels, ctx.seed, float(self.params.get("test_size", 0.2)), split
+        )
+        x = np.asarray(embedding, dtype=np.float64)
+        out: list[MetricResult] = []
+        for probe in PROBES:
+            if np.unique(labels[train]).size < 2:
+                msg = "the training cells hold one label only"
+                out += [
+                    MetricResult(f"{probe}_{m}", float("nan"), "not_applicable", msg)
+                    for m in CLASSIFICATION
+                ]
+                continue
+            pred = _fit_predict(
+                probe, x[train], labels[train], x[test], ctx.seed,
+                int(self.params.get("n_neighbors", 15)),
+            )
+            vals = classification_metrics(labels[test], pred)
+            out += [MetricResult(f"{probe}_{m}", float(vals[m]), "ok", note) for m in CLASSIFICATION]
+        return out

@@ -1,0 +1,3 @@
+library(testthat)
+library(sceval)
+test_check("sceval")
