@@ -10,7 +10,8 @@
 #     Rscript inst/scripts/build_gene_table.R [output.tsv.gz]
 #
 # Output columns (tab separated, gzip, UTF-8, no quoting, empty string = none):
-#   symbol      official NCBI Gene symbol (HGNC for human)
+#   symbol      official NCBI Gene symbol (= HGNC symbol; for the 37 mitochondrial
+#               genes the HGNC MT- name, see below)
 #   ensembl_id  Ensembl gene ID without version (ENSG...), "" if NCBI Gene has none
 #   entrez_id   NCBI Gene ID(s); several joined with ";" (rare)
 #   gene_type   NCBI Gene type (protein-coding, ncRNA, pseudo, ...); several joined with ";"
@@ -40,6 +41,16 @@ chrom <- toTable(org.Hs.egCHR)            # gene_id, chromosome (X and Y for PAR
 
 # one chromosome string per gene
 chrom <- aggregate(chromosome ~ gene_id, data = chrom, FUN = collapse)
+
+# Mitochondrially encoded genes: NCBI Gene names them COX1, ND1, TRNA, ...;
+# HGNC, Ensembl/GENCODE and every 10x/Cell Ranger reference use MT-CO1, MT-ND1,
+# MT-TA, .... Use the HGNC names (systematic: "MT-" + the NCBI symbol with
+# TRN -> T, COX -> CO, CYTB -> CYB). org.Hs.eg.db's ALIAS map lacks them.
+mt_ids <- chrom$gene_id[chrom$chromosome == "MT"]
+is_mt <- symbol$gene_id %in% mt_ids
+hgnc_mt <- sub("^CYTB$", "CYB", sub("^COX", "CO", sub("^TRN", "T", symbol$symbol[is_mt])))
+symbol$symbol[is_mt] <- paste0("MT-", hgnc_mt)
+stopifnot(c("MT-CO1", "MT-CYB", "MT-ND4L", "MT-TL1", "MT-RNR2") %in% symbol$symbol)
 
 genes <- merge(symbol, genetype, by = "gene_id", all.x = TRUE)
 genes <- merge(genes, chrom, by = "gene_id", all.x = TRUE)

@@ -296,7 +296,16 @@ def validate(
     else:
         gene_ids = pd.Index(adata.var_names.astype(str))
         where_ids = "adata.var_names"
-    if gene_ids.has_duplicates:
+    notes: list[str] = []
+    if gene_id_column is not None and (gene_ids.has_duplicates or (gene_ids == "").any()):
+        # a mapped ID column (e.g. from harmonize_genes) may share IDs or lack some
+        n_empty = int((gene_ids == "").sum())
+        n_dup = int(gene_ids[gene_ids != ""].duplicated().sum())
+        notes.append(
+            f"{where_ids}: {n_empty} genes without an ID and {n_dup} sharing an ID with an "
+            "earlier gene; models that match genes by ID use the first occurrence"
+        )
+    elif gene_ids.has_duplicates:
         dups = gene_ids[gene_ids.duplicated()].unique()[:5].tolist()
         msg = (
             f"{where_ids} has {int(gene_ids.duplicated().sum())} duplicated gene names "
@@ -304,7 +313,7 @@ def validate(
             "aggregate the duplicated genes, or pass gene_id_column= with a unique column."
         )
         raise DataContractError(msg)
-    id_type = detect_gene_id_type(gene_ids)
+    id_type = detect_gene_id_type(gene_ids[gene_ids != ""])
     if require_gene_ids is not None:
         want = require_gene_ids
         have_kind = "ensembl" if id_type.startswith("ensembl") else id_type
@@ -317,7 +326,8 @@ def validate(
             )
             raise DataContractError(msg)
 
-    counts_loc, notes = _layer_location(adata, counts_layer)
+    counts_loc, layer_notes = _layer_location(adata, counts_layer)
+    notes += layer_notes
     x_kind = detect_matrix_kind(adata.X)
     lognorm_loc = _lognorm_location(adata, x_kind)
     if counts_loc is None:

@@ -72,7 +72,7 @@ _ENSEMBL_RE = re.compile(r"^(ENS[A-Z]*G\d{11})(\.\d+)?(_PAR_Y)?$")
 _HUMAN_ENSEMBL_PREFIX = "ENSG0"
 _MOUSE_ENSEMBL_PREFIX = "ENSMUSG"
 # human open-reading-frame symbols are the only common human symbols with lower case
-_HUMAN_ORF_RE = re.compile(r"^C(\d+|X|Y)orf\d+")
+_HUMAN_ORF_RE = re.compile(r"C(\d+|X|Y)orf\d+")
 _SPECIES_SHARE = 0.8
 _LOW_MAPPING = 0.5
 _N_UNMAPPED_EXAMPLES = 20
@@ -141,7 +141,8 @@ def load_gene_table(species: str = "human") -> pd.DataFrame:
 
 
 def _is_protein_coding(gene_type: pd.Series) -> pd.Series:
-    return gene_type.str.split(";").map(lambda types: "protein-coding" in types)
+    # "protein-coding" is no substring of any other NCBI type or Ensembl biotype
+    return gene_type.str.contains("protein-coding", regex=False)
 
 
 def _first_entrez(entrez: pd.Series) -> pd.Series:
@@ -276,7 +277,7 @@ def detect_species(names: Iterable[Any]) -> str:
             elif name.startswith(_MOUSE_ENSEMBL_PREFIX):
                 mouse += 1
         elif name.lower() != name.upper():  # has letters
-            if name == name.upper() or _HUMAN_ORF_RE.match(name):
+            if name == name.upper() or _HUMAN_ORF_RE.search(name):
                 human += 1
             else:
                 mouse += 1
@@ -388,10 +389,17 @@ def map_genes(
         guess = detect_species(values)
         if guess == "unknown":
             results = {sp: _map_with(values, sp) for sp in SPECIES}
-            species = max(SPECIES, key=lambda sp: int(results[sp][2].sum()))
+            # exact-case matches first: case-insensitively, mouse symbols match human ones
+            species = max(
+                SPECIES,
+                key=lambda sp: (
+                    int(results[sp][2].sum()) - results[sp][3],
+                    int(results[sp][2].sum()),
+                ),
+            )
             notes.append(
                 f"species could not be detected from the IDs; used {species} because its "
-                "table mapped the most genes (pass species= to choose)"
+                "table mapped the most genes exactly (pass species= to choose)"
             )
             symbols, ensembl, mapped, n_case = results[species]
         else:
@@ -477,8 +485,8 @@ def harmonize_genes(
       one, then the one with the lowest Entrez ID, then the alphabetically
       first.
     * ``species=None`` uses :func:`detect_species`; when that is inconclusive,
-      both tables are tried and the one mapping more genes is used (the message
-      says so).
+      both tables are tried and the one mapping more genes with exact case (then
+      more genes in all) is used; the message says so.
 
     Parameters
     ----------
