@@ -124,7 +124,7 @@ def run_cmd(
     seed, metric) and prints a summary.
     """
     from sceval.benchmark.results import write_results
-    from sceval.benchmark.runner import DEFAULT_MODELS, _as_list, run_benchmark
+    from sceval.benchmark.runner import DEFAULT_MODELS, _as_list, _resolve_device, run_benchmark
     from sceval.data.io import read_h5ad
     from sceval.models.base import MODELS
     from sceval.tasks.base import TASKS
@@ -142,6 +142,14 @@ def run_cmd(
                 msg = f"--format {f!r} is not supported; use csv and/or parquet."
                 raise click.BadParameter(msg)
         jobs = _jobs(data, tasks, batch_key, label_key, dataset_name)
+        if data is None and model_keys is None and _resolve_device(device) == "cpu":
+            model_keys = [k for k in DEFAULT_MODELS if k != "scvi"]
+            click.echo(
+                "Note: scvi is left out of the default run on CPU (training takes several "
+                "minutes per seed on 2 cores); add it with --models "
+                + ",".join(DEFAULT_MODELS) + ".",
+                err=True,
+            )
         n_models = len(model_keys or DEFAULT_MODELS) + len(_as_list(embeddings, "e") or [])
         total = len(jobs) * len(seed_list) * n_models
         frames = []

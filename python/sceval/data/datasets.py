@@ -31,10 +31,13 @@ def pbmc68k_reduced() -> Any:
 
 
 def simulated_batches(seed: int = 0, n_cells: int = 3000) -> Any:
-    """The default integration dataset: 3 batches, 6 cell types, 2,000 genes."""
+    """The default integration dataset: 3 batches, 6 cell types in 3 lineages, 2,000 genes."""
     from sceval.data.simulate import simulate
 
-    return simulate(n_cells=n_cells, n_genes=2000, n_cell_types=6, n_batches=3, seed=seed)
+    return simulate(
+        n_cells=n_cells, n_genes=2000, n_cell_types=6, n_lineages=3, de_lfc=1.2, n_batches=3,
+        seed=seed,
+    )
 
 
 DEFAULT_DATASETS = ("pbmc68k_reduced", "sim_3batch")

@@ -36,7 +36,7 @@ def _pick_genes(n_genes: int, species: str, rng: np.random.Generator) -> pd.Data
         pc = table[table["gene_type"].astype(str).str.contains("protein", case=False)]
         if len(pc) >= n_genes:
             table = pc
-    table = table[table["ensembl_id"].astype(str).str.len() > 0] if species == "human" else table
+    table = table[table["ensembl_id"].astype(str).str.len() > 0]
     table = table.drop_duplicates("symbol").drop_duplicates("ensembl_id")
     table = table.sort_values("symbol").reset_index(drop=True)
     if n_genes > len(table):
@@ -72,6 +72,7 @@ def simulate(
     batch_strength: float = 1.0,
     de_fraction: float = 0.08,
     de_lfc: float = 1.5,
+    n_lineages: int | None = None,
     library_size: float = 3000.0,
     library_sd: float = 0.4,
     dispersion: float = 0.2,
@@ -97,6 +98,10 @@ def simulate(
         the batches share no neighbourhoods and Harmony no longer corrects them.
     de_fraction, de_lfc
         Share of genes in each program and the mean absolute log fold change.
+    n_lineages
+        When set, cell types are grouped round-robin into this many lineages: each
+        lineage has a shared program at ``de_lfc`` and each type a program of its own at
+        ``de_lfc / 2``, so sibling types are harder to tell apart (``obs["lineage"]``).
     library_size, library_sd
         Median total count per cell and the log-normal sd of per-cell size factors.
     dispersion
@@ -134,11 +139,23 @@ def simulate(
     lfc = np.zeros((n_cell_types, n_genes))
     programs: dict[str, dict[str, list]] = {}
     program_of = np.array([""] * n_genes, dtype=object)
+    own_lfc = de_lfc
+    lineage_of = np.zeros(n_cell_types, dtype=int)
+    if n_lineages is not None:
+        if not 1 <= n_lineages <= n_cell_types:
+            msg = f"n_lineages must be in [1, n_cell_types={n_cell_types}], got {n_lineages}"
+            raise ValueError(msg)
+        lineage_of = np.arange(n_cell_types) % n_lineages
+        own_lfc = de_lfc / 2
+        for lin in range(n_lineages):
+            genes_l = rng.choice(n_genes, size=n_de, replace=False)
+            effect_l = np.abs(rng.normal(de_lfc, 0.5, size=n_de))
+            lfc[np.ix_(lineage_of == lin, genes_l)] += effect_l
     for t in range(n_cell_types):
         genes_t = rng.choice(n_genes, size=n_de, replace=False)
         sign = np.where(rng.random(n_de) < 0.8, 1.0, -1.0)
-        effect = sign * np.abs(rng.normal(de_lfc, 0.5, size=n_de))
-        lfc[t, genes_t] = effect
+        effect = sign * np.abs(rng.normal(own_lfc, 0.5 * own_lfc / de_lfc, size=n_de))
+        lfc[t, genes_t] += effect
         up = genes_t[effect > 0]
         program_of[up] = np.where(program_of[up] == "", type_names[t], program_of[up])
         programs[type_names[t]] = {
@@ -178,6 +195,10 @@ def simulate(
         {
             "cell_type": pd.Categorical([type_names[i] for i in type_of], categories=type_names),
             "batch": pd.Categorical([batch_names[i] for i in batch_of], categories=batch_names),
+            "lineage": pd.Categorical(
+                [f"lineage_{lineage_of[i] + 1}" for i in type_of],
+                categories=sorted({f"lineage_{v + 1}" for v in lineage_of}),
+            ),
             "size_factor": size / library_size,
         },
         index=[f"cell_{i:05d}" for i in range(n_cells)],
@@ -200,7 +221,7 @@ def simulate(
             "params": {
                 "n_cells": n_cells, "n_genes": n_genes, "n_cell_types": n_cell_types,
                 "n_batches": n_batches, "batch_strength": batch_strength,
-                "de_fraction": de_fraction, "de_lfc": de_lfc, "library_size": library_size,
+                "de_fraction": de_fraction, "de_lfc": de_lfc, "n_lineages": n_lineages, "library_size": library_size,
                 "library_sd": library_sd, "dispersion": dispersion, "dropout": dropout,
                 "species": species, "seed": seed,
             },
