@@ -1,0 +1,193 @@
+"""Shared machinery of foundation models: checkpoint resolution, gene coverage,
+length-aware batching and the inference context (inference mode, autocast on CUDA).
+
+A foundation model is an architecture (a torch module in this repo) plus a checkpoint
+(a folder in the official on-disk layout, see :mod:`sceval.models.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from abc import abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sceval._errors import DataContractError, ModelSkippedError
+from sceval.models.base import EmbedContext, Model
+
+__all__ = [
+    "FoundationModel",
+    "GeneCoverage",
+    "batches_by_length",
+    "gene_coverage",
+    "inference_context",
+]
+
+#: Below this share of matched genes a warning is issued (and put in the message).
+LOW_COVERAGE = 0.5
+
+
+@dataclass(frozen=True)
+class GeneCoverage:
+    """How well the data's genes match a model's vocabulary.
+
+    Attributes
+    ----------
+    n_genes
+        Genes in the data.
+    n_matched
+        Genes found in the vocabulary.
+    fraction_genes
+        ``n_matched / n_genes``.
+    fraction_counts
+        Share of all counts that fall on matched genes (what the model actually sees).
+    """
+
+    n_genes: int
+    n_matched: int
+    fraction_genes: float
+    fraction_counts: float
+
+    @property
+    def message(self) -> str:
+        """One line for the results ``message`` column."""
+        return (
+            f"gene coverage: {self.n_matched}/{self.n_genes} genes "
+            f"({100 * self.fraction_genes:.1f}%), {100 * self.fraction_counts:.1f}% of counts"
+        )
+
+
+def gene_coverage(matched: np.ndarray, counts: Any, model_key: str) -> GeneCoverage:
+    """Coverage report for a boolean ``matched`` mask over genes.
+
+    Raises
+    ------
+    DataContractError
+        When no gene matches (the message names the ID type to use).
+    """
+    matched = np.asarray(matched, dtype=bool)
+    total = float(counts.sum())
+    covered = float(counts[:, matched].sum()) if matched.any() else 0.0
+    cov = GeneCoverage(
+        n_genes=int(matched.size),
+        n_matched=int(matched.sum()),
+        fraction_genes=float(matched.mean()) if matched.size else 0.0,
+        fraction_counts=covered / total if total > 0 else 0.0,
+    )
+    if cov.n_matched == 0:
+        msg = (
+            f"model {model_key!r}: none of the {cov.n_genes} genes match its vocabulary. "
+            "Expected gene symbols or Ensembl IDs of the model's species. Fix: run "
+            "sceval.harmonize_genes(adata) (adds var['gene_symbol'] and var['ensembl_id']) "
+            "and check the species."
+        )
+        raise DataContractError(msg)
+    if cov.fraction_genes < LOW_COVERAGE:
+        warnings.warn(f"model {model_key!r}: low {cov.message}", UserWarning, stacklevel=3)
+    return cov
+
+
+def batches_by_length(
+    lengths: np.ndarray, batch_size: int, max_tokens: int | None = None
+) -> Iterator[np.ndarray]:
+    """Yield index batches of cells sorted by token count (descending).
+
+    Sorting before batching means each batch is padded only to its own longest cell,
+    not to the model's maximum length, which is what makes inference fast; the caller
+    scatters results back with the indices.
+
+    Parameters
+    ----------
+    lengths
+        Tokens per cell, shape ``(n_cells,)``.
+    batch_size
+        Maximum cells per batch.
+    max_tokens
+        Optional cap on ``batch_len * longest`` (padded tokens per batch).
+    """
+    if batch_size < 1:
+        msg = f"batch_size must be >= 1, got {batch_size}"
+        raise ValueError(msg)
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    i = 0
+    n = order.size
+    while i < n:
+        longest = max(int(lengths[order[i]]), 1)
+        size = batch_size
+        if max_tokens is not None:
+            size = max(1, min(batch_size, max_tokens // longest))
+        yield order[i : i + size]
+        i += size
+
+
+@contextlib.contextmanager
+def inference_context(device: str, precision: str = "auto") -> Iterator[None]:
+    """``torch.inference_mode`` plus autocast on CUDA.
+
+    Parameters
+    ----------
+    device
+        ``"cpu"`` or ``"cuda[:i]"``.
+    precision
+        ``"auto"`` (bf16 on CUDA when supported, else fp16; fp32 on CPU), ``"fp32"``,
+        ``"bf16"`` or ``"fp16"``.
+    """
+    import torch
+
+    with torch.inference_mode():
+        if device.startswith("cuda") and precision != "fp32":
+            if precision == "auto":
+                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            else:
+                dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+            with torch.autocast("cuda", dtype=dtype):
+                yield
+        else:
+            yield
+
+
+class FoundationModel(Model):
+    """Base of foundation models: a checkpoint folder + an architecture.
+
+    Parameters (all optional keyword arguments)
+    ----------
+    checkpoint
+        A registered checkpoint name (e.g. ``"scgpt.human"``) or a local folder in the
+        official layout. Default: the model's ``default_checkpoint``.
+    batch_size
+        Cells per inference batch.
+    precision
+        ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see :func:`inference_context`).
+    random_init
+        Build the architecture from the checkpoint's config but with seeded random
+        weights (the ``.random`` controls).
+    """
+
+    default_checkpoint: str = ""
+
+    def checkpoint_dir(self) -> Path:
+        """The checkpoint folder, or :class:`ModelSkippedError` saying how to get it."""
+        from sceval.models.checkpoints import resolve_checkpoint
+
+        ref = self.params.get("checkpoint") or self.default_checkpoint
+        try:
+            return resolve_checkpoint(ref)
+        except FileNotFoundError as err:
+            raise ModelSkippedError(str(err)) from err
+
+    @abstractmethod
+    def embed_cells(self, adata: Any, ctx: EmbedContext) -> np.ndarray:
+        """Cell embeddings, shape ``(n_cells, d)``."""
+
+    def embed_genes(self, genes: list[str], ctx: EmbedContext) -> tuple[np.ndarray, np.ndarray]:
+        """Gene embeddings for ``genes``: ``(matrix (n_found, d), found mask (len(genes),))``.
+
+        Subclasses that expose gene embeddings override this.
+        """
+        msg = f"model {self.info.key!r} does not expose gene embeddings"
+        raise NotImplementedError(msg)
