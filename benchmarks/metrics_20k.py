@@ -43,11 +43,17 @@ def simulate(
         String arrays of shape (n_cells,).
     """
     rng = np.random.default_rng(seed)
-    lab = rng.choice(n_labels, size=n_cells, p=np.linspace(2, 1, n_labels) / np.linspace(2, 1, n_labels).sum())
+    lab = rng.choice(
+        n_labels, size=n_cells, p=np.linspace(2, 1, n_labels) / np.linspace(2, 1, n_labels).sum()
+    )
     bat = rng.integers(0, n_batches, n_cells)
     bat[lab == n_labels - 1] = 0  # one label seen in a single batch
-    centers = rng.normal(0.0, 1.2, (n_labels, dim))
-    X = centers[lab] + rng.normal(0.0, 0.3, (n_batches, dim))[bat] + rng.normal(0.0, 0.8, (n_cells, dim))
+    centers = rng.normal(0.0, 0.5, (n_labels, dim))
+    X = (
+        centers[lab]
+        + rng.normal(0.0, 0.3, (n_batches, dim))[bat]
+        + rng.normal(0.0, 0.8, (n_cells, dim))
+    )
     X_pre = X + rng.normal(0.0, 1.0, (n_batches, dim))[bat]
     labels = np.array([f"ct{i}" for i in lab])
     batch = np.array([f"batch{i}" for i in bat])

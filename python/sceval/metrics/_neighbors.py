@@ -24,6 +24,7 @@ from sceval._errors import DataContractError
 
 __all__ = ["Neighbors", "as_embedding", "compute_neighbors", "umap_connectivities"]
 
+
 def as_embedding(X: object, name: str = "X", min_cells: int = 1) -> np.ndarray:
     """Validate an embedding and return it as a C-contiguous float64 array.
 
@@ -169,7 +170,7 @@ class Neighbors:
         Returns
         -------
         Neighbors
-            Views of shape (n_cells, k).
+            The first ``k`` columns (copied), shape (n_cells, k).
 
         Raises
         ------

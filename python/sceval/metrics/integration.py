@@ -5,7 +5,8 @@ Leiden NMI / ARI over a resolution sweep on the 15-neighbour UMAP graph,
 rescaled silhouettes, scaled LISI medians on the 90-neighbour graph, kBET per
 label on diffusion-map neighbourhoods built from the 50-neighbour graph, graph
 connectivity on the 15-neighbour graph and principal component regression
-comparison on a one-hot batch covariate.
+comparison on a one-hot batch covariate. Neighbour counts exclude the cell
+itself (scib-metrics counts it, so its "15 neighbours" are 14 other cells).
 
 Every function is pure: it takes arrays (and :class:`~sceval.metrics.Neighbors`)
 and returns numbers. Data the metric cannot be computed on raises
@@ -140,9 +141,14 @@ def _first_k(neighbors: Neighbors, k: int | None) -> Neighbors:
     return neighbors.subset(min(int(k), neighbors.n_neighbors))
 
 
+def _shown(value: object) -> str:
+    """repr of a label / batch value without numpy scalar wrappers."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _need_two(uniques: np.ndarray, what: str, kind: str) -> None:
     if uniques.size < 2:
-        found = repr(uniques[0].item() if hasattr(uniques[0], "item") else uniques[0])
+        found = _shown(uniques[0])
         if what == "batch":
             msg = f"only one batch (B={found}); {kind} needs >= 2 batches"
         else:
@@ -708,9 +714,7 @@ def _kbet_per_label(
                     f"cells lie in components of >= {3 * k0} cells; scored 0 as in scib"
                 )
                 continue
-            notes[name] = (
-                f"{n_obs - keep.size} cells in components of < {3 * k0} cells left out"
-            )
+            notes[name] = f"{n_obs - keep.size} cells in components of < {3 * k0} cells left out"
             sub = sub[keep][:, keep].tocsr()
         kept_bat, kept_uniq = pd.factorize(sub_bat[keep], sort=True)
         if kept_uniq.size < 2:
@@ -899,9 +903,7 @@ def pcr(X: np.ndarray, batch: Sequence[Any]) -> float:
     return _pcr(X, bat, names.size)
 
 
-def _pcr_comparison(
-    pre: float, post: float, scale: bool
-) -> float:
+def _pcr_comparison(pre: float, post: float, scale: bool) -> float:
     if not scale:
         return post - pre
     if not np.isfinite(pre) or pre <= 0:
@@ -1077,8 +1079,8 @@ def integration_metrics(
     # --- biological conservation --------------------------------------------------
     if n_lab < 2:
         msg = (
-            f"only one label (label={lab_names[0]!r}); bio-conservation metrics need "
-            ">= 2 labels"
+            f"only one label (label={_shown(lab_names[0])}); "
+            "bio-conservation metrics need >= 2 labels"
         )
         for key in BIO_KEYS:
             values[key] = float("nan")
@@ -1093,7 +1095,9 @@ def integration_metrics(
             return nmi_v
 
         run("nmi", _nmi)
-        values["ari"] = nmi_ari_out["ari"]
+        values["ari"] = nmi_ari_out.get("ari", float("nan"))
+        if "nmi" in messages:
+            messages["ari"] = messages["nmi"]
         timings["ari"] = 0.0
 
         t0 = time.perf_counter()
@@ -1113,7 +1117,7 @@ def integration_metrics(
     # --- batch correction ---------------------------------------------------------------
     if n_bat < 2:
         msg = (
-            f"only one batch (B={bat_names[0]!r}); batch-correction metrics need >= 2 batches"
+            f"only one batch (B={_shown(bat_names[0])}); batch-correction metrics need >= 2 batches"
         )
         for key in BATCH_KEYS:
             values[key] = float("nan")
@@ -1157,9 +1161,7 @@ def integration_metrics(
     if np.isnan(bio):
         messages["bio_conservation"] = f"no bio-conservation metric available ({messages['nmi']})"
     if np.isnan(batch_score):
-        messages["batch_correction"] = (
-            f"no batch-correction metric available ({messages['ilisi']})"
-        )
+        messages["batch_correction"] = f"no batch-correction metric available ({messages['ilisi']})"
     values["total"] = BIO_WEIGHT * bio + BATCH_WEIGHT * batch_score
     if np.isnan(values["total"]):
         parts = [
