@@ -13,8 +13,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from sceval import data, metrics, models, tasks  # noqa: E402
-from sceval._errors import (  # noqa: E402
+from sceval import data, metrics, models, tasks
+from sceval._errors import (
     DataContractError,
     MissingDependencyError,
     ModelSkippedError,
@@ -22,14 +22,14 @@ from sceval._errors import (  # noqa: E402
     ScevalError,
     UnknownNameError,
 )
-from sceval.benchmark import (  # noqa: E402
+from sceval.benchmark import (
     read_results,
     run_benchmark,
     summarize,
     write_results,
 )
-from sceval.data import harmonize_genes, simulate, validate  # noqa: E402
-from sceval.listing import list_metrics, list_models, list_tasks  # noqa: E402
+from sceval.data import harmonize_genes, simulate, validate
+from sceval.listing import list_metrics, list_models, list_tasks
 
 __all__ = [
     "DataContractError",

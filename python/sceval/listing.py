@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pandas as pd
 
-__all__ = ["list_metrics", "list_models", "list_tasks"]
+__all__ = ["list_checkpoints", "list_metrics", "list_models", "list_tasks"]
 
 
 def list_models() -> pd.DataFrame:
@@ -31,8 +32,9 @@ def list_models() -> pd.DataFrame:
         )
     df = pd.DataFrame(rows)
     order = {k: i for i, k in enumerate(MODEL_KINDS)}
-    return df.sort_values(["kind", "model"], key=lambda s: s.map(order).fillna(s) if s.name ==
-                          "kind" else s).reset_index(drop=True)
+    return df.sort_values(
+        ["kind", "model"], key=lambda s: s.map(order).fillna(s) if s.name == "kind" else s
+    ).reset_index(drop=True)
 
 
 def list_tasks() -> pd.DataFrame:
@@ -67,3 +69,58 @@ def list_metrics() -> pd.DataFrame:
         for k in METRICS.keys()
     ]
     return pd.DataFrame(rows)
+
+
+def list_checkpoints(home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Registered checkpoints and whether each is installed.
+
+    Parameters
+    ----------
+    home
+        The sceval home (default ``$SCEVAL_HOME`` or the user cache folder).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per checkpoint: ``checkpoint``, ``model``, ``species``, ``installed``
+        (bool), ``status`` (``"installed"`` / ``"missing"``), ``get`` (how to install it),
+        ``size``, ``license``, ``path`` (its folder), ``description``, ``homepage``,
+        ``citation``.
+    """
+    from sceval.models.checkpoints import CHECKPOINTS, checkpoint_dir, is_installed
+
+    rows = []
+    for name in CHECKPOINTS.keys():
+        spec = CHECKPOINTS.get(name)
+        installed = is_installed(name, home=home)
+        rows.append(
+            {
+                "checkpoint": name,
+                "model": spec.model,
+                "species": spec.species,
+                "installed": installed,
+                "status": "installed" if installed else "missing",
+                "get": "" if installed else spec.how_to_get(),
+                "size": spec.size_text(),
+                "license": spec.license,
+                "path": str(checkpoint_dir(name, home=home)),
+                "description": spec.description,
+                "homepage": spec.homepage,
+                "citation": spec.citation,
+            }
+        )
+    cols = [
+        "checkpoint",
+        "model",
+        "species",
+        "installed",
+        "status",
+        "get",
+        "size",
+        "license",
+        "path",
+        "description",
+        "homepage",
+        "citation",
+    ]
+    return pd.DataFrame(rows, columns=cols)

@@ -16,9 +16,13 @@ def res(small):
     adata = small.copy()
     adata.obsm["X_mine"] = np.random.default_rng(0).normal(size=(adata.n_obs, 5))
     return sceval.run_benchmark(
-        adata, models=["pca", "harmony", "unintegrated", "labels"],
-        tasks=["integration", "annotation"], seeds=[0, 1], embeddings=["X_mine"],
-        dataset="small", **KEYS,
+        adata,
+        models=["pca", "harmony", "unintegrated", "labels"],
+        tasks=["integration", "annotation"],
+        seeds=[0, 1],
+        embeddings=["X_mine"],
+        dataset="small",
+        **KEYS,
     )
 
 
@@ -65,7 +69,9 @@ def test_summarize(res):
 def test_write_and_read_atomic(res, tmp_path):
     written = write_results(res, tmp_path / "out")
     assert {p.name for p in written.values()} == {
-        "results.csv", "results.parquet", "results.meta.json"
+        "results.csv",
+        "results.parquet",
+        "results.meta.json",
     }
     assert not list((tmp_path / "out").glob(".*tmp"))  # no temp files left behind
     for f in ("results.csv", "results.parquet"):
@@ -95,7 +101,10 @@ def test_skipped_model_rows_and_others_still_run():
 
     pb = sc.datasets.pbmc68k_reduced()
     res = sceval.run_benchmark(
-        pb, models=["scvi", "pca"], tasks=["annotation"], label_key="bulk_labels",
+        pb,
+        models=["scvi", "pca"],
+        tasks=["annotation"],
+        label_key="bulk_labels",
         batch_key="phase",
     )
     scvi = res[res["model"] == "scvi"]
@@ -123,8 +132,11 @@ def test_failed_model_is_a_row_not_a_crash(small, monkeypatch):
 def test_one_batch_gives_not_applicable_batch_metrics(small_copy):
     small_copy.obs["one"] = "b1"
     res = sceval.run_benchmark(
-        small_copy, models=["pca", "harmony"], tasks=["integration"],
-        batch_key="one", label_key="cell_type",
+        small_copy,
+        models=["pca", "harmony"],
+        tasks=["integration"],
+        batch_key="one",
+        label_key="cell_type",
     )
     pca = res[res["model"] == "pca"].set_index("metric")
     assert pca.loc["ilisi", "status"] == "not_applicable"
@@ -136,8 +148,11 @@ def test_one_batch_gives_not_applicable_batch_metrics(small_copy):
 def test_one_label_and_singleton_label(small_copy):
     small_copy.obs["one"] = "t"
     res = sceval.run_benchmark(
-        small_copy, models=["pca"], tasks=["annotation", "integration"],
-        batch_key="batch", label_key="one",
+        small_copy,
+        models=["pca"],
+        tasks=["annotation", "integration"],
+        batch_key="batch",
+        label_key="one",
     )
     ann = res[res["task"] == "annotation"]
     assert set(ann["status"]) == {"not_applicable"}
@@ -148,8 +163,11 @@ def test_one_label_and_singleton_label(small_copy):
     lab[0] = "rare"
     small_copy.obs["lab"] = lab
     res = sceval.run_benchmark(
-        small_copy, models=["pca"], tasks=["annotation", "integration"],
-        batch_key="batch", label_key="lab",
+        small_copy,
+        models=["pca"],
+        tasks=["annotation", "integration"],
+        batch_key="batch",
+        label_key="lab",
     )
     assert set(res["status"]) <= {"ok", "not_applicable"}
     assert (res["status"] == "ok").any()

@@ -40,11 +40,25 @@ def test_run_ranks_controls_and_harmony(h5ad, tmp_path):
     """On a simulated 3-batch dataset: harmony beats unintegrated on iLISI and the batch
     aggregate, and the labels control tops bio conservation."""
     out = tmp_path / "out"
-    r = _run([
-        "run", str(h5ad), "--batch-key", "batch", "--label-key", "cell_type",
-        "--models", "pca,harmony,unintegrated,shuffled,labels", "--tasks", "integration",
-        "--seeds", "0", "--out", str(out), "--quiet",
-    ])
+    r = _run(
+        [
+            "run",
+            str(h5ad),
+            "--batch-key",
+            "batch",
+            "--label-key",
+            "cell_type",
+            "--models",
+            "pca,harmony,unintegrated,shuffled,labels",
+            "--tasks",
+            "integration",
+            "--seeds",
+            "0",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert r.exit_code == 0, r.output
     assert "== sim3 / integration ==" in r.output
     res = pd.read_csv(out / "results.csv")

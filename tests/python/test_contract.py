@@ -134,7 +134,9 @@ def test_missing_gene_id_column():
 
 
 def test_not_an_anndata():
-    with pytest.raises(DataContractError, match=r"Expected an anndata.AnnData object, found ndarray"):
+    with pytest.raises(
+        DataContractError, match=r"Expected an anndata.AnnData object, found ndarray"
+    ):
         validate(np.ones((3, 3)))
 
 

@@ -24,7 +24,9 @@ def test_unknown_name_lists_valid_and_suggests_closest():
     reg: Registry[int] = Registry("model")
     for k in ("harmony", "pca", "scvi"):
         reg.register(k, 0)
-    with pytest.raises(UnknownNameError, match=r"Unknown model 'harmny'\. Did you mean 'harmony'\?"):
+    with pytest.raises(
+        UnknownNameError, match=r"Unknown model 'harmny'\. Did you mean 'harmony'\?"
+    ):
         reg.get("harmny")
     with pytest.raises(UnknownNameError, match=r"Valid models: harmony, pca, scvi"):
         reg.get("zzz")

@@ -37,7 +37,7 @@ def test_programs_raise_expression_in_their_type():
     x = a.X.toarray()
     x = x / x.sum(1, keepdims=True)
     for t, prog in a.uns["sceval"]["simulation"]["programs"].items():
-        up = [g for g, l in zip(prog["genes"], prog["lfc"]) if l > 1]
+        up = [g for g, v in zip(prog["genes"], prog["lfc"], strict=True) if v > 1]
         cols = a.var_names.get_indexer(up)
         inside = x[(a.obs["cell_type"] == t).to_numpy()][:, cols].mean()
         outside = x[(a.obs["cell_type"] != t).to_numpy()][:, cols].mean()

@@ -111,7 +111,7 @@ def write_results(
             meta[b"sceval_version"] = __version__.encode()
             table = table.replace_schema_metadata(meta)
             written["parquet"] = atomic_write(
-                out / "results.parquet", lambda fh: pq.write_table(table, fh), mode="wb"
+                out / "results.parquet", lambda fh, t=table: pq.write_table(t, fh), mode="wb"
             )
         else:
             msg = f"Unknown results format {fmt!r}; expected 'csv' or 'parquet'."
@@ -178,10 +178,15 @@ def summarize(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         message = "" if n else str(grp["message"].iloc[0])
         rows.append(
             dict(
-                zip(keys, key),
-                n=n, mean=mean, sd=sd, ci_low=lo, ci_high=hi,
+                zip(keys, key, strict=True),
+                n=n,
+                mean=mean,
+                sd=sd,
+                ci_low=lo,
+                ci_high=hi,
                 higher_is_better=grp["higher_is_better"].iloc[0],
-                status=status, message=message,
+                status=status,
+                message=message,
             )
         )
     cols = [*keys, "n", "mean", "sd", "ci_low", "ci_high", "higher_is_better", "status", "message"]

@@ -211,14 +211,20 @@ def run_benchmark(
     def fail_all(model: Model, seed: int, status: str, message: str, runtime: float) -> None:
         for task in task_objs:
             add_rows(
-                model, seed, task,
+                model,
+                seed,
+                task,
                 [(m, np.nan, status, message, runtime) for m in task.info.metric_keys],
             )
 
     for seed in seed_list:
         ctx = EmbedContext(
-            report=report, seed=seed, batch_key=batch_key, label_key=label_key,
-            device=dev, cache=cache,
+            report=report,
+            seed=seed,
+            batch_key=batch_key,
+            label_key=label_key,
+            device=dev,
+            cache=cache,
         )
         for model in model_objs:
             t0 = time.perf_counter()
@@ -233,8 +239,13 @@ def run_benchmark(
             except Exception as err:  # a model's failure must not stop the others
                 msg = f"{type(err).__name__}: {err}"
                 tb = traceback.format_exc(limit=3)
-                fail_all(model, seed, "failed", f"{msg} | {tb.splitlines()[-2].strip()}",
-                         time.perf_counter() - t0)
+                fail_all(
+                    model,
+                    seed,
+                    "failed",
+                    f"{msg} | {tb.splitlines()[-2].strip()}",
+                    time.perf_counter() - t0,
+                )
                 if callback:
                     callback(f"seed {seed} {model.info.key}: failed")
                 continue
@@ -246,18 +257,32 @@ def run_benchmark(
                 try:
                     res = task.evaluate(adata, emb, ctx)
                     rt = t_embed + time.perf_counter() - t1
-                    add_rows(model, seed, task,
-                             [(r.metric, r.value, r.status, r.message, rt) for r in res])
+                    add_rows(
+                        model,
+                        seed,
+                        task,
+                        [(r.metric, r.value, r.status, r.message, rt) for r in res],
+                    )
                 except (NotApplicableError, DataContractError) as err:
                     rt = t_embed + time.perf_counter() - t1
                     status = "not_applicable" if isinstance(err, NotApplicableError) else "failed"
-                    add_rows(model, seed, task,
-                             [(m, np.nan, status, str(err), rt) for m in task.info.metric_keys])
+                    add_rows(
+                        model,
+                        seed,
+                        task,
+                        [(m, np.nan, status, str(err), rt) for m in task.info.metric_keys],
+                    )
                 except Exception as err:
                     rt = t_embed + time.perf_counter() - t1
-                    add_rows(model, seed, task,
-                             [(m, np.nan, "failed", f"{type(err).__name__}: {err}", rt)
-                              for m in task.info.metric_keys])
+                    add_rows(
+                        model,
+                        seed,
+                        task,
+                        [
+                            (m, np.nan, "failed", f"{type(err).__name__}: {err}", rt)
+                            for m in task.info.metric_keys
+                        ],
+                    )
             if callback:
                 callback(f"seed {seed} {model.info.key}: ok")
     return to_frame(rows)

@@ -1,4 +1,4 @@
-"""``sceval run | models | tasks | metrics``.
+"""``sceval run | models | tasks | metrics | fetch``.
 
 Errors in user input print one ``Error: ...`` line (what was expected, what was found,
 how to fix it) and exit with status 2; they never print a traceback.
@@ -60,7 +60,7 @@ def format_summary(results: pd.DataFrame) -> str:
             cell = ok.assign(
                 txt=[
                     f"{m:.3f}" + (f"±{s:.3f}" if multi and pd.notna(s) else "")
-                    for m, s in zip(ok["mean"], ok["sd"])
+                    for m, s in zip(ok["mean"], ok["sd"], strict=True)
                 ]
             )
             table = cell.pivot_table(
@@ -89,33 +89,71 @@ def cli() -> None:
 
 @cli.command("run")
 @click.argument("data", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--models", "-m", default=None, help="Comma-separated model keys (default: all "
-              "baselines and controls). See `sceval models`.")
-@click.option("--tasks", "-t", default=None, help="Comma-separated task keys (default: those "
-              "the given keys allow). See `sceval tasks`.")
+@click.option(
+    "--models",
+    "-m",
+    default=None,
+    help="Comma-separated model keys (default: all baselines and controls). See `sceval models`.",
+)
+@click.option(
+    "--tasks",
+    "-t",
+    default=None,
+    help="Comma-separated task keys (default: those the given keys allow). See `sceval tasks`.",
+)
 @click.option("--batch-key", default=None, help="obs column with the batch of each cell.")
 @click.option("--label-key", default=None, help="obs column with the cell-type label.")
-@click.option("--counts-layer", default=None, help="Layer with raw counts ('X', 'raw' or a "
-              "layer name); default: detected.")
-@click.option("--gene-id-column", default=None, help="var column with gene IDs (default "
-              "var_names).")
-@click.option("--embeddings", default=None, help="Comma-separated obsm keys of embeddings "
-              "computed elsewhere, scored as 'external' models.")
+@click.option(
+    "--counts-layer",
+    default=None,
+    help="Layer with raw counts ('X', 'raw' or a layer name); default: detected.",
+)
+@click.option(
+    "--gene-id-column", default=None, help="var column with gene IDs (default var_names)."
+)
+@click.option(
+    "--embeddings",
+    default=None,
+    help="Comma-separated obsm keys of embeddings computed elsewhere, scored as 'external' models.",
+)
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
-@click.option("--dataset-name", default=None, help="Dataset name in the results (default: "
-              "the file name).")
-@click.option("--device", default="auto", show_default=True,
-              type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--out", "-o", default="sceval-out", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
-@click.option("--format", "formats", default="csv,parquet", show_default=True,
-              help="Comma-separated output formats (csv, parquet).")
+@click.option(
+    "--dataset-name", default=None, help="Dataset name in the results (default: the file name)."
+)
+@click.option(
+    "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
+)
+@click.option(
+    "--out",
+    "-o",
+    default="sceval-out",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder.",
+)
+@click.option(
+    "--format",
+    "formats",
+    default="csv,parquet",
+    show_default=True,
+    help="Comma-separated output formats (csv, parquet).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run_cmd(
-    data: Path | None, models: str | None, tasks: str | None, batch_key: str | None,
-    label_key: str | None, counts_layer: str | None, gene_id_column: str | None,
-    embeddings: str | None, seeds: str, dataset_name: str | None, device: str, out: Path,
-    formats: str, quiet: bool,
+    data: Path | None,
+    models: str | None,
+    tasks: str | None,
+    batch_key: str | None,
+    label_key: str | None,
+    counts_layer: str | None,
+    gene_id_column: str | None,
+    embeddings: str | None,
+    seeds: str,
+    dataset_name: str | None,
+    device: str,
+    out: Path,
+    formats: str,
+    quiet: bool,
 ) -> None:
     """Benchmark models on DATA.h5ad (or, without DATA, on the embedded default:
     pbmc68k_reduced for annotation and a simulated 3-batch dataset for integration).
@@ -147,24 +185,36 @@ def run_cmd(
             click.echo(
                 "Note: scvi is left out of the default run on CPU (training takes several "
                 "minutes per seed on 2 cores); add it with --models "
-                + ",".join(DEFAULT_MODELS) + ".",
+                + ",".join(DEFAULT_MODELS)
+                + ".",
                 err=True,
             )
         n_models = len(model_keys or DEFAULT_MODELS) + len(_as_list(embeddings, "e") or [])
         total = len(jobs) * len(seed_list) * n_models
         frames = []
         with click.progressbar(
-            length=total, label="benchmark", file=sys.stderr, show_pos=True,
-            item_show_func=lambda s: s, hidden=quiet,
+            length=total,
+            label="benchmark",
+            file=sys.stderr,
+            show_pos=True,
+            item_show_func=lambda s: s,
+            hidden=quiet,
         ) as bar:
             for job in jobs:
                 adata = job["adata"] if job["adata"] is not None else read_h5ad(data)
                 frames.append(
                     run_benchmark(
-                        adata, model_keys, job["tasks"], seeds=seed_list,
-                        batch_key=job["batch_key"], label_key=job["label_key"],
-                        counts_layer=counts_layer, gene_id_column=gene_id_column,
-                        dataset=job["name"], embeddings=embeddings, device=device,
+                        adata,
+                        model_keys,
+                        job["tasks"],
+                        seeds=seed_list,
+                        batch_key=job["batch_key"],
+                        label_key=job["label_key"],
+                        counts_layer=counts_layer,
+                        gene_id_column=gene_id_column,
+                        dataset=job["name"],
+                        embeddings=embeddings,
+                        device=device,
                         callback=lambda s: bar.update(1, s),
                     )
                 )
@@ -181,16 +231,24 @@ def run_cmd(
 
 
 def _jobs(
-    data: Path | None, tasks: str | None, batch_key: str | None, label_key: str | None,
+    data: Path | None,
+    tasks: str | None,
+    batch_key: str | None,
+    label_key: str | None,
     name: str | None,
 ) -> list[dict[str, Any]]:
     from sceval.data.datasets import load_default_datasets
 
     if data is not None:
-        return [{
-            "adata": None, "name": name or data.stem, "tasks": tasks,
-            "batch_key": batch_key, "label_key": label_key,
-        }]
+        return [
+            {
+                "adata": None,
+                "name": name or data.stem,
+                "tasks": tasks,
+                "batch_key": batch_key,
+                "label_key": label_key,
+            }
+        ]
     jobs = []
     wanted = [t.strip() for t in tasks.split(",")] if tasks else None
     for d in load_default_datasets():
@@ -198,10 +256,15 @@ def _jobs(
         if not keep:
             continue
         t = ",".join(keep)
-        jobs.append({
-            "adata": d.adata, "name": d.name, "tasks": t,
-            "batch_key": d.batch_key, "label_key": d.label_key,
-        })
+        jobs.append(
+            {
+                "adata": d.adata,
+                "name": d.name,
+                "tasks": t,
+                "batch_key": d.batch_key,
+                "label_key": d.label_key,
+            }
+        )
     return jobs
 
 
@@ -210,13 +273,79 @@ def _print_table(df: pd.DataFrame) -> None:
         click.echo(df.to_string(index=False))
 
 
+def _default_checkpoints(models: list[str]) -> list[str]:
+    """``"<checkpoint> (installed|missing)"`` for models with a default checkpoint, else ""."""
+    from sceval.models.base import MODELS
+    from sceval.models.checkpoints import CHECKPOINTS, is_installed
+
+    out = []
+    for key in models:
+        name = getattr(MODELS.get(key), "default_checkpoint", "") or ""
+        if name and name in CHECKPOINTS:
+            name += " (installed)" if is_installed(name) else " (missing)"
+        out.append(name)
+    return out
+
+
 @cli.command("models")
 def models_cmd() -> None:
-    """List models with their kind, input and requirements."""
-    from sceval.listing import list_models
+    """List models with their kind, input and requirements, then the pretrained
+    checkpoints (installed or missing, and how to get them)."""
+    from sceval.listing import list_checkpoints, list_models
+    from sceval.models.checkpoints import sceval_home
 
     df = list_models()
-    _print_table(df[["model", "kind", "input", "requirements", "available", "description"]])
+    cols = ["model", "kind", "input", "requirements", "available", "description"]
+    ckpt = _default_checkpoints(list(df["model"]))
+    if any(ckpt):
+        df = df.assign(checkpoint=ckpt)
+        cols.insert(5, "checkpoint")
+    _print_table(df[cols])
+    ck = list_checkpoints()
+    if ck.empty:
+        return
+    click.echo(f"\nCheckpoints (installed in {sceval_home() / 'checkpoints'}):")
+    _print_table(
+        ck.assign(get=[g or p for g, p in zip(ck["get"], ck["path"], strict=True)])[
+            ["checkpoint", "model", "status", "get", "size", "license"]
+        ].rename(columns={"get": "how to get it / where"})
+    )
+
+
+@cli.command("fetch")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option(
+    "--home",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="sceval home folder (default: $SCEVAL_HOME or the user cache folder); "
+    "checkpoints go to HOME/checkpoints/NAME.",
+)
+@click.option(
+    "--mirror",
+    default=None,
+    metavar="URL",
+    help="Download from a mirror serving the official relative paths "
+    "(default: $SCEVAL_CHECKPOINT_MIRROR).",
+)
+@click.option("--force", is_flag=True, help="Download again even if installed.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def fetch_cmd(
+    names: tuple[str, ...], home: Path | None, mirror: str | None, force: bool, quiet: bool
+) -> None:
+    """Download pretrained checkpoints (see `sceval models`), verify their sha256 and
+    install them. Interrupted downloads resume when the command is run again."""
+    from sceval.models.checkpoints import CHECKPOINTS, fetch
+
+    try:
+        for name in names:
+            CHECKPOINTS.get(name)
+        for name in names:
+            spec = CHECKPOINTS.get(name)
+            path = fetch(name, home=home, url_base=mirror, force=force, progress=not quiet)
+            click.echo(f"{name}: installed in {path} (license {spec.license})")
+    except (ScevalError, ValueError, OSError) as err:
+        _fail(err)
 
 
 @cli.command("tasks")

@@ -35,7 +35,12 @@ def simulated_batches(seed: int = 0, n_cells: int = 3000) -> Any:
     from sceval.data.simulate import simulate
 
     return simulate(
-        n_cells=n_cells, n_genes=2000, n_cell_types=6, n_lineages=3, de_lfc=1.2, n_batches=3,
+        n_cells=n_cells,
+        n_genes=2000,
+        n_cell_types=6,
+        n_lineages=3,
+        de_lfc=1.2,
+        n_batches=3,
         seed=seed,
     )
 

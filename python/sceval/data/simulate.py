@@ -47,7 +47,11 @@ def _pick_genes(n_genes: int, species: str, rng: np.random.Generator) -> pd.Data
 
 
 def _check_args(
-    n_cells: int, n_genes: int, n_cell_types: int, n_batches: int, batch_strength: float,
+    n_cells: int,
+    n_genes: int,
+    n_cell_types: int,
+    n_batches: int,
+    batch_strength: float,
     dropout: float,
 ) -> None:
     checks = [
@@ -173,8 +177,10 @@ def simulate(
         p_b = rng.dirichlet(type_p * 20.0)
         type_of[idx] = rng.choice(n_cell_types, size=idx.size, p=p_b)
     b_sd = 0.25 * batch_strength
-    batch_lfc = rng.normal(0.0, b_sd, size=(n_batches, n_genes)) if b_sd > 0 else np.zeros(
-        (n_batches, n_genes)
+    batch_lfc = (
+        rng.normal(0.0, b_sd, size=(n_batches, n_genes))
+        if b_sd > 0
+        else np.zeros((n_batches, n_genes))
     )
     batch_lib = np.exp(rng.normal(0.0, 0.15 * batch_strength, size=n_batches))
 
@@ -219,17 +225,28 @@ def simulate(
     adata.uns["sceval"] = {
         "simulation": {
             "params": {
-                "n_cells": n_cells, "n_genes": n_genes, "n_cell_types": n_cell_types,
-                "n_batches": n_batches, "batch_strength": batch_strength,
-                "de_fraction": de_fraction, "de_lfc": de_lfc, "n_lineages": n_lineages, "library_size": library_size,
-                "library_sd": library_sd, "dispersion": dispersion, "dropout": dropout,
-                "species": species, "seed": seed,
+                "n_cells": n_cells,
+                "n_genes": n_genes,
+                "n_cell_types": n_cell_types,
+                "n_batches": n_batches,
+                "batch_strength": batch_strength,
+                "de_fraction": de_fraction,
+                "de_lfc": de_lfc,
+                "n_lineages": n_lineages,
+                "library_size": library_size,
+                "library_sd": library_sd,
+                "dispersion": dispersion,
+                "dropout": dropout,
+                "species": species,
+                "seed": seed,
             },
             "programs": programs,
             "batch_lfc_sd": b_sd,
             "program_lfc_columns": type_names,
             "batch_lfc_columns": batch_names,
-            "batch_library_factor": dict(zip(batch_names, batch_lib.round(4).tolist())),
+            "batch_library_factor": dict(
+                zip(batch_names, batch_lib.round(4).tolist(), strict=True)
+            ),
         }
     }
     return adata

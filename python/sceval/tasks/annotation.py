@@ -89,7 +89,7 @@ def split_cells(
     if rare:
         note = f"labels with a single cell kept in training only: {sorted(rare)[:5]}"
     strat = labels[common]
-    n_test = max(int(round(test_size * common.size)), len(np.unique(strat)))
+    n_test = max(round(test_size * common.size), len(np.unique(strat)))
     if n_test >= common.size:
         msg = f"too few cells ({common.size}) for a stratified split with test_size={test_size}"
         raise DataContractError(msg)
@@ -146,7 +146,9 @@ class AnnotationTask(Task):
             raise DataContractError(msg)
         if np.unique(labels).size < 2:
             msg = f"only one label in obs[{ctx.label_key!r}]; classification needs >= 2"
-            return [MetricResult(k, float("nan"), "not_applicable", msg) for k in self.info.metric_keys]
+            return [
+                MetricResult(k, float("nan"), "not_applicable", msg) for k in self.info.metric_keys
+            ]
         split = adata.obs[split_key].to_numpy() if split_key else None
         train, test, note = split_cells(
             labels, ctx.seed, float(self.params.get("test_size", 0.2)), split
@@ -162,9 +164,15 @@ class AnnotationTask(Task):
                 ]
                 continue
             pred = _fit_predict(
-                probe, x[train], labels[train], x[test], ctx.seed,
+                probe,
+                x[train],
+                labels[train],
+                x[test],
+                ctx.seed,
                 int(self.params.get("n_neighbors", 15)),
             )
             vals = classification_metrics(labels[test], pred)
-            out += [MetricResult(f"{probe}_{m}", float(vals[m]), "ok", note) for m in CLASSIFICATION]
+            out += [
+                MetricResult(f"{probe}_{m}", float(vals[m]), "ok", note) for m in CLASSIFICATION
+            ]
         return out

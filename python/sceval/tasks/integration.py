@@ -1,4 +1,8 @@
-"""Batch integration: the scIB metric set on a cell embedding (Luecken et al., Nat. Methods 2022)."""
+"""Batch integration: the scIB metric set on a cell embedding.
+
+Luecken et al., "Benchmarking atlas-level data integration in single-cell genomics",
+Nat. Methods 2022.
+"""
 
 from __future__ import annotations
 
