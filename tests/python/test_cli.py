@@ -92,3 +92,60 @@ def test_unreadable_path(tmp_path):
     r = CliRunner().invoke(cli, ["run", str(tmp_path / "nope.h5ad"), "--label-key", "x"])
     assert r.exit_code == 2
     assert "does not exist" in r.output and "Traceback" not in r.output
+
+
+def test_params_checkpoints_and_split_key(h5ad, tmp_path, monkeypatch):
+    """--param, --checkpoint and --split-key reach run_benchmark as model/task params."""
+    import sceval.benchmark.runner as runner
+    from sceval.cli.main import _parse_params, _value
+
+    assert _value("50") == 50 and _value("0.5") == 0.5 and _value("true") is True
+    assert _value("none") is None and _value("abc") == "abc"
+    mp, tp = _parse_params(("scvi.max_epochs=3", "annotation.test_size=0.3"), (), None)
+    assert mp == {"scvi": {"max_epochs": 3}} and tp == {"annotation": {"test_size": 0.3}}
+    seen = {}
+    real = runner.run_benchmark
+
+    def spy(*a, **kw):
+        seen.update(kw)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner, "run_benchmark", spy)
+    r = _run(
+        [
+            "run",
+            str(h5ad),
+            "--label-key",
+            "cell_type",
+            "--models",
+            "pca",
+            "--tasks",
+            "annotation",
+            "--param",
+            "pca.n_comps=10",
+            "--split-key",
+            "batch",
+            "--out",
+            str(tmp_path),
+            "-q",
+        ]
+    )
+    # batch_1.. are not reference/query values: every row fails with the recode hint
+    assert r.exit_code == 0, r.output
+    assert seen["model_params"] == {"pca": {"n_comps": 10}}
+    assert seen["task_params"] == {"annotation": {"split_key": "batch"}}
+    res = pd.read_csv(tmp_path / "results.csv")
+    assert res["message"].str.contains("must mark every cell as reference or query").all()
+
+
+def test_bad_param_syntax(h5ad, tmp_path):
+    for args, match in (
+        (["--param", "max_epochs=3"], "--param must look like MODEL.KEY=VALUE"),
+        (["--param", "scvii.max_epochs=3"], "Did you mean 'scvi'"),
+        (["--checkpoint", "scgpt"], "--checkpoint must look like MODEL=PATH"),
+    ):
+        r = CliRunner().invoke(
+            cli, ["run", str(h5ad), "--label-key", "cell_type", "-q", "--out", str(tmp_path), *args]
+        )
+        assert r.exit_code == 2, r.output
+        assert match in r.output

@@ -138,6 +138,28 @@ def cli() -> None:
     show_default=True,
     help="Comma-separated output formats (csv, parquet).",
 )
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    metavar="MODEL=PATH|NAME",
+    help="Checkpoint of a foundation model: a local folder in the official layout or a "
+    "registered name (see `sceval models`). MODEL=... also applies to MODEL.random. "
+    "Repeatable.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="MODEL.KEY=VALUE",
+    help="A model or task parameter, e.g. scvi.max_epochs=50 or annotation.test_size=0.3. "
+    "Repeatable.",
+)
+@click.option(
+    "--split-key",
+    default=None,
+    help="obs column marking reference/query (train/test) cells for annotation.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run_cmd(
     data: Path | None,
@@ -153,6 +175,9 @@ def run_cmd(
     device: str,
     out: Path,
     formats: str,
+    checkpoints: tuple[str, ...],
+    params: tuple[str, ...],
+    split_key: str | None,
     quiet: bool,
 ) -> None:
     """Benchmark models on DATA.h5ad (or, without DATA, on the embedded default:
@@ -179,6 +204,9 @@ def run_cmd(
             if f not in ("csv", "parquet"):
                 msg = f"--format {f!r} is not supported; use csv and/or parquet."
                 raise click.BadParameter(msg)
+        model_params, task_params = _parse_params(params, checkpoints, model_keys)
+        if split_key is not None:
+            task_params.setdefault("annotation", {})["split_key"] = split_key
         jobs = _jobs(data, tasks, batch_key, label_key, dataset_name)
         if data is None and model_keys is None and _resolve_device(device) == "cpu":
             model_keys = [k for k in DEFAULT_MODELS if k != "scvi"]
@@ -214,6 +242,8 @@ def run_cmd(
                         gene_id_column=gene_id_column,
                         dataset=job["name"],
                         embeddings=embeddings,
+                        model_params=model_params,
+                        task_params=task_params,
                         device=device,
                         callback=lambda s: bar.update(1, s),
                     )
@@ -228,6 +258,56 @@ def run_cmd(
     click.echo(f"\n{len(results)} rows -> " + ", ".join(str(p) for p in written.values()))
     if n_bad:
         click.echo(f"{n_bad} rows failed; see the message column.", err=True)
+
+
+def _value(text: str) -> object:
+    """Parse a --param value: int, float, true/false/none, else the string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parse_params(
+    params: tuple[str, ...], checkpoints: tuple[str, ...], model_keys: list[str] | None
+) -> tuple[dict[str, dict[str, object]], dict[str, dict[str, object]]]:
+    """``--param MODEL.KEY=VALUE`` and ``--checkpoint MODEL=REF`` -> per-key parameters."""
+    from sceval.models.base import MODELS
+    from sceval.tasks.base import TASKS
+
+    model_params: dict[str, dict[str, object]] = {}
+    task_params: dict[str, dict[str, object]] = {}
+    for item in params:
+        head, sep, value = item.partition("=")
+        owner, dot, key = head.rpartition(".")
+        if not sep or not dot or not owner or not key:
+            msg = f"--param must look like MODEL.KEY=VALUE (e.g. scvi.max_epochs=50); got {item!r}."
+            raise click.BadParameter(msg)
+        if owner in TASKS:
+            task_params.setdefault(owner, {})[key] = _value(value)
+        else:
+            MODELS.get(owner)  # unknown -> did-you-mean error
+            model_params.setdefault(owner, {})[key] = _value(value)
+    for item in checkpoints:
+        owner, sep, ref = item.partition("=")
+        if not sep or not owner or not ref:
+            msg = (
+                "--checkpoint must look like MODEL=PATH (e.g. scgpt=/data/scGPT_human); "
+                f"got {item!r}."
+            )
+            raise click.BadParameter(msg)
+        MODELS.get(owner)
+        targets = [owner] + [k for k in (model_keys or MODELS.keys()) if k.startswith(owner + ".")]
+        for k in targets:
+            model_params.setdefault(k, {})["checkpoint"] = ref
+    return model_params, task_params
 
 
 def _jobs(
