@@ -10,6 +10,7 @@ from sceval.data import validate
 from sceval.models import MODELS, EmbedContext, ExternalEmbedding, get_model
 
 FAST_PARAMS = {"scvi": {"max_epochs": 2, "n_latent": 8}}
+FOUNDATION_ARCHS = ("scgpt", "geneformer")
 
 
 def _ctx(adata, seed=0, **kw):
@@ -19,9 +20,21 @@ def _ctx(adata, seed=0, **kw):
     )
 
 
+def _params(key, small, tmp_path_factory):
+    params = dict(FAST_PARAMS.get(key, {}))
+    if key.split(".", 1)[0] in FOUNDATION_ARCHS:
+        from sceval.testing import tiny_checkpoint
+
+        folder = tmp_path_factory.mktemp(key.replace(".", "_"))
+        params["checkpoint"] = str(tiny_checkpoint(key, folder, small))
+    return params
+
+
 @pytest.mark.parametrize("key", MODELS.keys())
-def test_model_contract(small, key):
-    model = get_model(key, **FAST_PARAMS.get(key, {}))
+def test_model_contract(small, key, tmp_path_factory):
+    """Every registered model (foundation ones on a tiny official-layout checkpoint)."""
+    params = _params(key, small, tmp_path_factory)
+    model = get_model(key, **params)
     info = model.info
     assert info.key == key
     assert info.kind in ("foundation", "baseline", "control")
@@ -33,7 +46,7 @@ def test_model_contract(small, key):
     assert emb.ndim == 2 and emb.shape[0] == small.n_obs and emb.shape[1] >= 1
     assert np.all(np.isfinite(emb))
     # seeded: the same seed gives the same embedding
-    emb2 = get_model(key, **FAST_PARAMS.get(key, {})).embed_cells(small, _ctx(small))
+    emb2 = get_model(key, **params).embed_cells(small, _ctx(small))
     np.testing.assert_allclose(emb, emb2, rtol=1e-4, atol=1e-4)
 
 
