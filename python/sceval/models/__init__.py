@@ -1,6 +1,6 @@
-"""Models: baselines, controls and (later) foundation models, one registry."""
+"""Models: baselines, controls and foundation models, one registry."""
 
-from sceval.models import baselines, controls, scgpt  # noqa: F401  (registration)
+from sceval.models import baselines, controls, geneformer, scgpt  # noqa: F401  (registration)
 from sceval.models.base import MODELS, EmbedContext, Model, ModelInfo, get_model, register_model
 from sceval.models.controls import ExternalEmbedding
 
