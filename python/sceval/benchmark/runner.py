@@ -21,6 +21,7 @@ from sceval.benchmark.results import to_frame
 from sceval.data.contract import validate
 from sceval.models.base import MODELS, EmbedContext, Model
 from sceval.models.controls import ExternalEmbedding
+from sceval.models.foundation import FoundationModel
 from sceval.tasks.base import TASKS, Task
 
 __all__ = ["DEFAULT_MODELS", "default_tasks", "run_benchmark"]
@@ -102,6 +103,10 @@ def _check_embedding(emb: Any, n_cells: int, key: str) -> np.ndarray:
         msg = f"model {key!r} returned NaN or infinite values"
         raise RuntimeError(msg)
     return x
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def run_benchmark(
@@ -214,7 +219,7 @@ def run_benchmark(
                 model,
                 seed,
                 task,
-                [(m, np.nan, status, message, runtime) for m in task.info.metric_keys],
+                [(m, np.nan, status, message, runtime) for m in task.metric_keys()],
             )
 
     for seed in seed_list:
@@ -230,7 +235,14 @@ def run_benchmark(
             t0 = time.perf_counter()
             try:
                 model.check(adata, ctx)
-                emb = _check_embedding(model.embed_cells(adata, ctx), adata.n_obs, model.info.key)
+                raw = (
+                    model.embed_streaming(adata, ctx)
+                    if isinstance(model, FoundationModel)
+                    else model.embed_cells(adata, ctx)
+                )
+                emb = _check_embedding(raw, adata.n_obs, model.info.key)
+                coverage = getattr(model, "coverage", None)
+                model_note = coverage.message if coverage is not None else ""
             except (ModelSkippedError, MissingDependencyError, NotApplicableError) as err:
                 fail_all(model, seed, "skipped", str(err), time.perf_counter() - t0)
                 if callback:
@@ -255,13 +267,16 @@ def run_benchmark(
             for task in task_objs:
                 t1 = time.perf_counter()
                 try:
-                    res = task.evaluate(adata, emb, ctx)
+                    res = task.evaluate(adata, emb, ctx, model)
                     rt = t_embed + time.perf_counter() - t1
                     add_rows(
                         model,
                         seed,
                         task,
-                        [(r.metric, r.value, r.status, r.message, rt) for r in res],
+                        [
+                            (r.metric, r.value, r.status, _join(model_note, r.message), rt)
+                            for r in res
+                        ],
                     )
                 except (NotApplicableError, DataContractError) as err:
                     rt = t_embed + time.perf_counter() - t1
@@ -270,7 +285,7 @@ def run_benchmark(
                         model,
                         seed,
                         task,
-                        [(m, np.nan, status, str(err), rt) for m in task.info.metric_keys],
+                        [(m, np.nan, status, str(err), rt) for m in task.metric_keys()],
                     )
                 except Exception as err:
                     rt = t_embed + time.perf_counter() - t1
@@ -280,7 +295,7 @@ def run_benchmark(
                         task,
                         [
                             (m, np.nan, "failed", f"{type(err).__name__}: {err}", rt)
-                            for m in task.info.metric_keys
+                            for m in task.metric_keys()
                         ],
                     )
             if callback:

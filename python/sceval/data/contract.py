@@ -76,10 +76,29 @@ class DataReport:
         return d
 
 
+def _in_memory(m: Any) -> bool:
+    return sp.issparse(m) or isinstance(m, np.ndarray)
+
+
+def _row_blocks(m: Any, size: int = 10_000) -> Any:
+    """Yield row blocks of a matrix; on-disk (backed) matrices are read block by block."""
+    n = m.shape[0]
+    if _in_memory(m):
+        yield m
+        return
+    for start in range(0, n, size):
+        yield m[start : min(start + size, n)]
+
+
 def _sample_rows(m: Any, max_rows: int = _MAX_CHECK_ROWS) -> Any:
     n = m.shape[0]
     if n <= max_rows:
-        return m
+        return m[:] if not _in_memory(m) else m
+    if not _in_memory(m):  # backed: four evenly spaced contiguous blocks
+        step = max_rows // 4
+        starts = np.linspace(0, n - step, 4).astype(int)
+        blocks = [m[s : s + step] for s in starts]
+        return sp.vstack(blocks) if sp.issparse(blocks[0]) else np.vstack(blocks)
     idx = np.linspace(0, n - 1, max_rows).astype(int)
     return m[idx]
 
@@ -92,15 +111,15 @@ def _values(m: Any) -> np.ndarray:
 
 
 def _check_finite(m: Any, where: str) -> None:
-    if sp.issparse(m):
-        data = m.data
-    else:
-        data = np.asarray(m)
-    if not np.issubdtype(data.dtype, np.number):
-        msg = f"{where} must be numeric, found dtype {data.dtype}."
-        raise DataContractError(msg)
-    if data.size and not np.all(np.isfinite(data)):
-        n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    n_bad = 0
+    for block in _row_blocks(m):
+        data = block.data if sp.issparse(block) else np.asarray(block)
+        if not np.issubdtype(data.dtype, np.number):
+            msg = f"{where} must be numeric, found dtype {data.dtype}."
+            raise DataContractError(msg)
+        if data.size:
+            n_bad += int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    if n_bad:
         msg = (
             f"{where} contains {n_bad} NaN or infinite values; expected finite numbers. "
             "Fix: remove or impute them before benchmarking (e.g. np.nan_to_num on the "

@@ -77,7 +77,11 @@ class EmbedContext:
     batch_key: str | None = None
     label_key: str | None = None
     device: str = "cpu"
-    cache: dict[str, Any] = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict)
+    #: Index of the first cell of the AnnData being embedded within the full dataset
+    #: (non-zero when a large or backed dataset is embedded in chunks), so per-cell
+    #: random draws do not depend on the chunking.
+    cell_offset: int = 0
 
 
 class Model(ABC):

@@ -169,6 +169,11 @@ class FoundationModel(Model):
     """
 
     default_checkpoint: str = ""
+    #: Gene coverage of the last embedded data (set by subclasses; its message goes into
+    #: the results table).
+    coverage: GeneCoverage | None = None
+    #: Cells per chunk when embedding backed or large data (see :meth:`embed_streaming`).
+    chunk_size: int = 20_000
 
     def checkpoint_dir(self) -> Path:
         """The checkpoint folder, or :class:`ModelSkippedError` saying how to get it."""
@@ -183,6 +188,43 @@ class FoundationModel(Model):
     @abstractmethod
     def embed_cells(self, adata: Any, ctx: EmbedContext) -> np.ndarray:
         """Cell embeddings, shape ``(n_cells, d)``."""
+
+    def embed_streaming(self, adata: Any, ctx: EmbedContext) -> np.ndarray:
+        """Embed ``adata`` in chunks of ``chunk_size`` cells (param ``chunk_size``).
+
+        For a backed AnnData (``anndata.read_h5ad(path, backed="r")``) each chunk is read
+        from disk, tokenized, embedded and dropped, so memory stays flat with the number
+        of cells (only the ``n_cells x d`` output grows). Per-cell random draws are keyed
+        by the cell's global index (``ctx.cell_offset``), so results do not depend on the
+        chunking. In-memory data no larger than one chunk is embedded in one go.
+        """
+        import dataclasses
+
+        size = int(self.params.get("chunk_size", self.chunk_size))
+        if size < 1:
+            msg = f"chunk_size must be >= 1, got {size}"
+            raise ValueError(msg)
+        backed = bool(getattr(adata, "isbacked", False))
+        n = adata.n_obs
+        if not backed and n <= size:
+            return self.embed_cells(adata, ctx)
+        parts: list[np.ndarray] = []
+        shares: list[float] = []
+        for start in range(0, n, size):
+            stop = min(start + size, n)
+            chunk = adata[start:stop]
+            chunk = chunk.to_memory() if backed else chunk
+            sub_ctx = dataclasses.replace(ctx, cell_offset=ctx.cell_offset + start, cache={})
+            parts.append(np.asarray(self.embed_cells(chunk, sub_ctx), dtype=np.float32))
+            if self.coverage is not None:
+                shares.append(self.coverage.fraction_counts)
+            del chunk
+        if self.coverage is not None and shares:
+            # the genes are the same in every chunk; the share of counts is the chunk mean
+            self.coverage = dataclasses.replace(
+                self.coverage, fraction_counts=float(np.mean(shares))
+            )
+        return np.concatenate(parts, axis=0)
 
     def embed_genes(self, genes: list[str], ctx: EmbedContext) -> tuple[np.ndarray, np.ndarray]:
         """Gene embeddings for ``genes``: ``(matrix (n_found, d), found mask (len(genes),))``.

@@ -983,7 +983,14 @@ class _GeneformerBase(FoundationModel):
         """Rank value encodings of every cell (cached in ``ctx.cache``, shared with the
         random control, which uses the same dictionaries)."""
         ck = self.checkpoint()
-        key = ("geneformer.tokens", str(ck.dicts.files["token"]), ck.version, ck.input_size)
+        key = (
+            "geneformer.tokens",
+            str(ck.dicts.files["token"]),
+            ck.version,
+            ck.input_size,
+            ctx.cell_offset,
+            adata.n_obs,
+        )
         cached = ctx.cache.get(key)
         if cached is not None:
             if cached.coverage is not None and cached.coverage.fraction_genes < 0.5:
@@ -992,6 +999,7 @@ class _GeneformerBase(FoundationModel):
                     UserWarning,
                     stacklevel=2,
                 )
+            self.coverage = cached.coverage
             return cached
         counts = get_counts(adata, ctx.report)
         ids = data_ensembl_ids(adata, ctx.report, ck.dicts)
@@ -1007,6 +1015,7 @@ class _GeneformerBase(FoundationModel):
         )
         toks = GeneformerTokens(ids=toks.ids, offsets=toks.offsets, coverage=cov)
         ctx.cache[key] = toks
+        self.coverage = cov
         return toks
 
     # -- embeddings ---------------------------------------------------------------------

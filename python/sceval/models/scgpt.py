@@ -824,6 +824,7 @@ class ScGPTTokenizer:
         n_bins: int,
         max_length: int,
         seed: int = 0,
+        offset: int = 0,
     ) -> None:
         import scipy.sparse as sp
 
@@ -843,6 +844,7 @@ class ScGPTTokenizer:
         self.n_bins = int(n_bins)
         self.max_length = int(max_length)
         self.seed = int(seed)
+        self.offset = int(offset)  # index of the first cell in the full dataset (chunks)
         self.n_genes = np.diff(m.indptr).astype(np.int64)
         self.lengths = np.minimum(self.n_genes + 1, self.max_length)
 
@@ -856,7 +858,7 @@ class ScGPTTokenizer:
         m = self.counts
         lo, hi = m.indptr[i], m.indptr[i + 1]
         cols = m.indices[lo:hi]
-        rng = np.random.default_rng((self.seed, int(i)))
+        rng = np.random.default_rng((self.seed, self.offset + int(i)))
         binned = bin_values(m.data[lo:hi], self.n_bins, rng)
         keep = self.max_length - 1
         if cols.size > keep:  # official: sample (not truncate), keeping <cls>
@@ -917,6 +919,7 @@ def build_tokenizer(
     max_length: int | None = None,
     seed: int = 0,
     model_key: str = "scgpt",
+    offset: int = 0,
 ) -> tuple[ScGPTTokenizer, GeneCoverage]:
     """Match genes to the vocabulary and build the per-cell tokenizer.
 
@@ -945,6 +948,7 @@ def build_tokenizer(
         n_bins=config.n_bins,
         max_length=int(max_length or config.max_seq_len),
         seed=seed,
+        offset=offset,
     )
     return tok, cov
 
@@ -1095,6 +1099,7 @@ class _ScGPTBase(FoundationModel):
             max_length=self.params.get("max_length"),
             seed=ctx.seed,
             model_key=self.info.key,
+            offset=ctx.cell_offset,
         )
         self.coverage = cov
         return tok, cov

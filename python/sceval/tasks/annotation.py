@@ -114,9 +114,27 @@ def _fit_predict(
     return clf.fit(x_tr, y_tr).predict(x_te)
 
 
+FINETUNE_KEYS = tuple(f"finetune_{m}" for m in CLASSIFICATION)
+for _key in FINETUNE_KEYS:
+    if _key not in METRICS:
+        METRICS.register(
+            _key,
+            MetricSpec(
+                key=_key,
+                higher_is_better=True,
+                category="classification",
+                description=f"{_key[9:]} of the fine-tuned model on held-out cells",
+            ),
+        )
+
+#: ``annotation`` parameters passed to ``fine_tune_annotate`` (without the prefix).
+FINETUNE_PARAMS = ("lr", "epochs", "batch_size", "val_fraction", "patience")
+
+
 @register_task
 class AnnotationTask(Task):
-    """``annotation``: kNN and logistic-regression probes on the embedding.
+    """``annotation``: kNN and logistic-regression probes on the embedding, and
+    optionally the fine-tuned model itself.
 
     Parameters
     ----------
@@ -126,6 +144,13 @@ class AnnotationTask(Task):
         Held-out share for the stratified split (default 0.2).
     n_neighbors
         k of the kNN probe (default 15).
+    finetune
+        Also fine-tune models that support it (foundation models) on the training cells
+        and report ``finetune_*`` metrics on the same test cells. The model carves its
+        validation split (for early stopping) out of the training cells only; test labels
+        are never seen. Models without fine-tuning get ``not_applicable`` rows.
+    finetune_lr, finetune_epochs, finetune_batch_size, finetune_val_fraction, finetune_patience
+        Fine-tuning hyperparameters (defaults: the model's own).
     """
 
     info = TaskInfo(
@@ -133,46 +158,80 @@ class AnnotationTask(Task):
         needs_batch=False,
         needs_labels=True,
         metric_keys=tuple(f"{p}_{m}" for p in PROBES for m in CLASSIFICATION),
-        description="cell-type annotation: kNN + logistic probes, accuracy / macro P, R, F1",
+        description="cell-type annotation: kNN + logistic probes (and fine-tuning), "
+        "accuracy / macro P, R, F1",
     )
 
-    def evaluate(self, adata: Any, embedding: np.ndarray, ctx: EmbedContext) -> list[MetricResult]:
-        from sceval.metrics import classification_metrics
+    @property
+    def finetune(self) -> bool:
+        """Whether fine-tuning metrics are requested."""
+        return bool(self.params.get("finetune", False))
 
-        labels = adata.obs[ctx.label_key].astype(str).to_numpy()
+    def metric_keys(self) -> tuple[str, ...]:
+        return self.info.metric_keys + (FINETUNE_KEYS if self.finetune else ())
+
+    def _split(self, adata: Any, labels: np.ndarray, seed: int) -> tuple:
         split_key = self.params.get("split_key")
         if split_key is not None and split_key not in adata.obs:
             msg = f"split_key={split_key!r} is not a column of adata.obs."
             raise DataContractError(msg)
+        split = adata.obs[split_key].to_numpy() if split_key else None
+        return split_cells(labels, seed, float(self.params.get("test_size", 0.2)), split)
+
+    def evaluate(
+        self, adata: Any, embedding: np.ndarray, ctx: EmbedContext, model: Any = None
+    ) -> list[MetricResult]:
+        labels = adata.obs[ctx.label_key].astype(str).to_numpy()
         if np.unique(labels).size < 2:
             msg = f"only one label in obs[{ctx.label_key!r}]; classification needs >= 2"
             return [
-                MetricResult(k, float("nan"), "not_applicable", msg) for k in self.info.metric_keys
+                MetricResult(k, float("nan"), "not_applicable", msg) for k in self.metric_keys()
             ]
-        split = adata.obs[split_key].to_numpy() if split_key else None
-        train, test, note = split_cells(
-            labels, ctx.seed, float(self.params.get("test_size", 0.2)), split
-        )
+        train, test, note = self._split(adata, labels, ctx.seed)
+        if np.unique(labels[train]).size < 2:
+            msg = "the training cells hold one label only"
+            return [
+                MetricResult(k, float("nan"), "not_applicable", msg) for k in self.metric_keys()
+            ]
         x = np.asarray(embedding, dtype=np.float64)
         out: list[MetricResult] = []
+        k = int(self.params.get("n_neighbors", 15))
         for probe in PROBES:
-            if np.unique(labels[train]).size < 2:
-                msg = "the training cells hold one label only"
-                out += [
-                    MetricResult(f"{probe}_{m}", float("nan"), "not_applicable", msg)
-                    for m in CLASSIFICATION
-                ]
-                continue
-            pred = _fit_predict(
-                probe,
-                x[train],
-                labels[train],
-                x[test],
-                ctx.seed,
-                int(self.params.get("n_neighbors", 15)),
-            )
-            vals = classification_metrics(labels[test], pred)
-            out += [
-                MetricResult(f"{probe}_{m}", float(vals[m]), "ok", note) for m in CLASSIFICATION
-            ]
+            pred = _fit_predict(probe, x[train], labels[train], x[test], ctx.seed, k)
+            out += _scored(probe, labels[test], pred, note)
+        if self.finetune:
+            out += self._finetune(adata, labels, train, test, ctx, model, note)
         return out
+
+    def _finetune(
+        self,
+        adata: Any,
+        labels: np.ndarray,
+        train: np.ndarray,
+        test: np.ndarray,
+        ctx: EmbedContext,
+        model: Any,
+        note: str,
+    ) -> list[MetricResult]:
+        fit = getattr(model, "fine_tune_annotate", None)
+        if fit is None:
+            key = getattr(getattr(model, "info", None), "key", "this model")
+            msg = f"model {key!r} cannot be fine-tuned (it only provides an embedding)"
+            return [MetricResult(k, float("nan"), "not_applicable", msg) for k in FINETUNE_KEYS]
+        hp = {
+            name: self.params[f"finetune_{name}"]
+            for name in FINETUNE_PARAMS
+            if self.params.get(f"finetune_{name}") is not None
+        }
+        pred = fit(adata, labels, train, test, ctx, **hp)
+        hp_note = ", ".join(f"{k}={v}" for k, v in sorted(hp.items())) or "model defaults"
+        return _scored(
+            "finetune", labels[test], np.asarray(pred), f"{note}; {hp_note}".lstrip("; ")
+        )
+
+
+def _scored(prefix: str, y_true: np.ndarray, y_pred: np.ndarray, note: str) -> list[MetricResult]:
+    from sceval.metrics import classification_metrics
+
+    vals = classification_metrics(y_true, y_pred)
+    return [MetricResult(f"{prefix}_{m}", float(vals[m]), "ok", note) for m in CLASSIFICATION]

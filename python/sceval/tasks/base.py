@@ -64,9 +64,19 @@ class Task(ABC):
     def __init__(self, **params: Any) -> None:
         self.params = params
 
+    def metric_keys(self) -> tuple[str, ...]:
+        """The metrics this task instance reports (parameters may add some)."""
+        return self.info.metric_keys
+
     @abstractmethod
-    def evaluate(self, adata: Any, embedding: np.ndarray, ctx: EmbedContext) -> list[MetricResult]:
-        """Score ``embedding`` (``n_cells x d``); one result per key in ``info.metric_keys``."""
+    def evaluate(
+        self, adata: Any, embedding: np.ndarray, ctx: EmbedContext, model: Any = None
+    ) -> list[MetricResult]:
+        """Score ``embedding`` (``n_cells x d``); one result per key in :meth:`metric_keys`.
+
+        ``model`` is the model that produced the embedding, for tasks that can also use
+        the model itself (fine-tuning in ``annotation``).
+        """
 
 
 TASKS: Registry[type[Task]] = Registry("task")

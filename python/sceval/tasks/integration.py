@@ -39,7 +39,9 @@ class IntegrationTask(Task):
         description="batch integration: scIB metrics (NMI, ARI, ASW, LISI, kBET, ...) + aggregate",
     )
 
-    def evaluate(self, adata: Any, embedding: np.ndarray, ctx: EmbedContext) -> list[MetricResult]:
+    def evaluate(
+        self, adata: Any, embedding: np.ndarray, ctx: EmbedContext, model: Any = None
+    ) -> list[MetricResult]:
         from sceval.metrics import integration_metrics
 
         labels = adata.obs[ctx.label_key].astype(str).to_numpy()
