@@ -166,8 +166,11 @@ def run_benchmark(
     """
     from sceval.metrics import METRICS
 
-    model_keys = _as_list(models, "models")
-    model_keys = list(DEFAULT_MODELS) if model_keys is None else model_keys
+    if embeddings is not None and models is not None and len(models) == 0:
+        model_keys: list[str] = []  # score only the external embeddings
+    else:
+        model_keys = _as_list(models, "models")
+        model_keys = list(DEFAULT_MODELS) if model_keys is None else model_keys
     for k in model_keys:
         MODELS.get(k)  # unknown names fail before any work
     task_keys = _as_list(tasks, "tasks") or default_tasks(batch_key, label_key)

@@ -1,0 +1,65 @@
+test_that("sceval_config reports the Python, the version and the import status", {
+    skip_if_no_python()
+    cfg <- sceval_config()
+    expect_true(cfg$module_ok)
+    expect_true(file.exists(cfg$python))
+    expect_match(cfg$sceval_version, "^[0-9]+\\.[0-9]+")
+    expect_true(cfg$python_source %in% c("SCEVAL_PYTHON", "options(sceval.python)",
+        "make (repo .venv)", "reticulate default"))
+    expect_true(is.na(cfg$error))
+    expect_true(sceval_available())
+})
+
+test_that("SCEVAL_PYTHON wins over the option and the make record", {
+    old <- Sys.getenv("SCEVAL_PYTHON", unset = NA)
+    on.exit(if (is.na(old)) Sys.unsetenv("SCEVAL_PYTHON") else Sys.setenv(SCEVAL_PYTHON = old))
+    withr_opts <- options(sceval.python = "/from/option/python")
+    on.exit(options(withr_opts), add = TRUE)
+    Sys.setenv(SCEVAL_PYTHON = "/from/env/python")
+    expect_identical(sceval:::sceval_python(),
+        list(path = "/from/env/python", source = "SCEVAL_PYTHON"))
+    Sys.unsetenv("SCEVAL_PYTHON")
+    expect_identical(sceval:::sceval_python()$source, "options(sceval.python)")
+})
+
+# A fresh R process: library(sceval) must work without Python, and the first call must
+# say what to set.
+run_fresh_r <- function(code, python) {
+    rscript <- file.path(R.home("bin"), "Rscript")
+    out <- suppressWarnings(system2(rscript, c("--vanilla", "-e", shQuote(code)),
+        stdout = TRUE, stderr = TRUE, env = paste0("SCEVAL_PYTHON=", python)))
+    paste(out, collapse = "\n")
+}
+
+test_that("a missing Python gives an error that says what to set, after a clean load", {
+    code <- paste(
+        "library(sceval)",
+        "cat('LOADED', sceval_available(), '\\n')",
+        "cfg <- sceval_config(); cat('MODULE_OK', cfg$module_ok, '\\n')",
+        "res <- tryCatch(list_models(), error = function(e) conditionMessage(e))",
+        "cat('ERROR:', res, '\\n')",
+        sep = "; ")
+    out <- run_fresh_r(code, "/nonexistent/bin/python")
+    expect_match(out, "LOADED FALSE", fixed = TRUE)
+    expect_match(out, "MODULE_OK FALSE", fixed = TRUE)
+    expect_match(out, "the Python named by SCEVAL_PYTHON does not exist: /nonexistent/bin/python",
+        fixed = TRUE)
+    expect_match(out, "Sys.setenv(SCEVAL_PYTHON = '/path/to/python')", fixed = TRUE)
+    expect_match(out, "make setup", fixed = TRUE)
+})
+
+test_that("a Python without the sceval module names the fix", {
+    lacks_sceval <- function(py) {
+        nzchar(py) && file.exists(py) && system2(py, c("-c", shQuote("import sceval")),
+            stdout = FALSE, stderr = FALSE) != 0L
+    }
+    candidates <- c("/usr/bin/python3", Sys.which("python3"))
+    py <- Filter(lacks_sceval, candidates)
+    skip_if(length(py) == 0L, "no Python without sceval to try")
+    py <- py[[1L]]
+    out <- run_fresh_r(paste("library(sceval)",
+        "tryCatch(list_tasks(), error = function(e) cat('ERROR:', conditionMessage(e)))",
+        sep = "; "), py)
+    expect_match(out, "the Python module 'sceval' cannot be imported", fixed = TRUE)
+    expect_match(out, "pip install -e /path/to/sceval", fixed = TRUE)
+})
