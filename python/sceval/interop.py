@@ -378,7 +378,7 @@ def embed(
     :class:`~sceval.ModelSkippedError` / :class:`~sceval.MissingDependencyError` with the
     reason and the fix.
     """
-    from sceval.benchmark.runner import _check_embedding, _resolve_device
+    from sceval.benchmark.runner import _resolve_device, compute_embedding
     from sceval.data.contract import validate
     from sceval.models.base import EmbedContext, get_model
 
@@ -397,5 +397,4 @@ def embed(
         label_key=label_key,
         device=_resolve_device(device),
     )
-    m.check(adata, ctx)
-    return _check_embedding(m.embed_cells(adata, ctx), adata.n_obs, m.info.key)
+    return compute_embedding(m, adata, ctx)

@@ -166,9 +166,9 @@ def test_weight_key_problems_are_reported_together(ckpts):
     with pytest.raises(ModelSkippedError) as err:
         load_weights(build_bert(ck.config), state, where="x")
     text = str(err.value)
-    assert "missing 1 weights [bert.encoder.layer.0.attention.self.query.weight]" in text
-    assert "unexpected weights [bert.encoder.layer.9.output.dense.weight]" in text
-    assert "shape mismatches [bert.embeddings.LayerNorm.bias" in text
+    assert "missing keys 1 [bert.encoder.layer.0.attention.self.query.weight]" in text
+    assert "unexpected keys 1 [bert.encoder.layer.9.output.dense.weight]" in text
+    assert "shape mismatches 1 [bert.embeddings.LayerNorm.bias" in text
     # known-harmless keys are ignored by name
     ok = dict(ck.state_dict())
     ok["bert.embeddings.position_ids"] = torch.arange(MAX_LEN)[None]

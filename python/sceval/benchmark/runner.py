@@ -24,7 +24,7 @@ from sceval.models.controls import ExternalEmbedding
 from sceval.models.foundation import FoundationModel
 from sceval.tasks.base import TASKS, Task
 
-__all__ = ["DEFAULT_MODELS", "default_tasks", "run_benchmark"]
+__all__ = ["DEFAULT_MODELS", "compute_embedding", "default_tasks", "run_benchmark"]
 
 #: Models run when the caller names none: every baseline and control.
 DEFAULT_MODELS = ("pca", "harmony", "scvi", "combat", "unintegrated", "shuffled", "labels")
@@ -103,6 +103,17 @@ def _check_embedding(emb: Any, n_cells: int, key: str) -> np.ndarray:
         msg = f"model {key!r} returned NaN or infinite values"
         raise RuntimeError(msg)
     return x
+
+
+def compute_embedding(model: Model, adata: Any, ctx: EmbedContext) -> np.ndarray:
+    """Check that ``model`` can run, embed (foundation models stream large or backed
+    data in chunks) and check the output is a finite ``(n_cells, d)`` float32 array."""
+    model.check(adata, ctx)
+    if isinstance(model, FoundationModel):
+        raw = model.embed_streaming(adata, ctx)
+    else:
+        raw = model.embed_cells(adata, ctx)
+    return _check_embedding(raw, adata.n_obs, model.info.key)
 
 
 def _join(*parts: str) -> str:
@@ -237,13 +248,7 @@ def run_benchmark(
         for model in model_objs:
             t0 = time.perf_counter()
             try:
-                model.check(adata, ctx)
-                raw = (
-                    model.embed_streaming(adata, ctx)
-                    if isinstance(model, FoundationModel)
-                    else model.embed_cells(adata, ctx)
-                )
-                emb = _check_embedding(raw, adata.n_obs, model.info.key)
+                emb = compute_embedding(model, adata, ctx)
                 coverage = getattr(model, "coverage", None)
                 model_note = coverage.message if coverage is not None else ""
             except (ModelSkippedError, MissingDependencyError, NotApplicableError) as err:

@@ -15,7 +15,33 @@ from typing import Any
 
 from sceval._errors import ScevalError
 
-__all__ = ["UnsafePickleError", "load_pickle_dict", "load_state_dict", "safe_torch_load"]
+__all__ = [
+    "UnsafePickleError",
+    "describe_key_mismatch",
+    "load_pickle_dict",
+    "load_state_dict",
+    "safe_torch_load",
+]
+
+
+def describe_key_mismatch(
+    missing: list[str], unexpected: list[str], shapes: list[str], limit: int = 8
+) -> str:
+    """One line listing every kind of state-dict mismatch (first ``limit`` of each),
+    for the single error a checkpoint loader raises; ``""`` when all match."""
+
+    def listed(keys: list[str]) -> str:
+        more = f", ... and {len(keys) - limit} more" if len(keys) > limit else ""
+        return f"{len(keys)} [{', '.join(keys[:limit])}{more}]"
+
+    parts = []
+    if missing:
+        parts.append(f"missing keys {listed(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys {listed(unexpected)}")
+    if shapes:
+        parts.append(f"shape mismatches {listed(shapes)}")
+    return "; ".join(parts)
 
 
 class UnsafePickleError(ScevalError, pickle.UnpicklingError):

@@ -69,7 +69,7 @@ import scipy.sparse as sp
 
 from sceval._errors import DataContractError, ModelSkippedError
 from sceval.data.contract import DataReport, get_counts
-from sceval.models._safe_load import load_pickle_dict, load_state_dict
+from sceval.models._safe_load import describe_key_mismatch, load_pickle_dict, load_state_dict
 from sceval.models.base import EmbedContext, ModelInfo, register_model
 from sceval.models.foundation import (
     FoundationModel,
@@ -494,20 +494,9 @@ def _check_keys(model: Any, state: dict[str, Any], head: str, where: str) -> dic
         if k in own and tuple(state[k].shape) != tuple(own[k].shape)
     ]
     if bad_unexpected or bad_missing or shapes:
-
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
-
-        parts = []
-        if bad_missing:
-            parts.append(f"missing {len(bad_missing)} weights [{show(bad_missing)}]")
-        if bad_unexpected:
-            parts.append(f"{len(bad_unexpected)} unexpected weights [{show(bad_unexpected)}]")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatches [{show(shapes)}]")
         msg = (
             f"Geneformer weights in {where} do not fit its config.json: "
-            + "; ".join(parts)
+            + describe_key_mismatch(bad_missing, bad_unexpected, shapes)
             + ". Expected the tensors of a transformers BertForMaskedLM with the config's "
             "sizes (keys bert.embeddings.*, bert.encoder.layer.N.*, cls.predictions.*). "
             "Fix: use the config.json that was saved with these weights."

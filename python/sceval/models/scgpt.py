@@ -607,13 +607,9 @@ def _config(args: dict[str, Any], vocab: dict[str, int], state: dict[str, Any]) 
     )
 
 
-def _listed(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_MAX_LISTED])
-    more = f", ... and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else ""
-    return f"{len(keys)} [{shown}{more}]"
-
-
 def _check_keys(model: Any, state: dict[str, Any], path: Path, config: ScGPTConfig) -> None:
+    from sceval.models._safe_load import describe_key_mismatch
+
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(k for k in expected if k not in state)
     unexpected = sorted(k for k in state if k not in expected)
@@ -624,18 +620,13 @@ def _check_keys(model: Any, state: dict[str, Any], path: Path, config: ScGPTConf
     )
     if not (missing or unexpected or shapes):
         return
-    parts = []
-    if missing:
-        parts.append(f"missing keys {_listed(missing)}")
-    if unexpected:
-        parts.append(f"unexpected keys {_listed(unexpected)}")
-    if shapes:
-        parts.append(f"shape mismatches {_listed(shapes)}")
     msg = (
         f"{str(path)!r} does not match the scGPT architecture built from args.json and "
         f"vocab.json (embsize={config.d_model}, nheads={config.nhead}, d_hid={config.d_hid}, "
         f"nlayers={config.nlayers}, n_layers_cls={config.nlayers_cls}, "
-        f"vocabulary {config.ntoken} tokens): " + "; ".join(parts) + ". Expected an official "
+        f"vocabulary {config.ntoken} tokens): "
+        + describe_key_mismatch(missing, unexpected, shapes, _MAX_LISTED)
+        + ". Expected an official "
         "scGPT best_model.pt (keys encoder.*, value_encoder.*, transformer_encoder.layers.N."
         "{self_attn.Wqkv|self_attn.in_proj_*, self_attn.out_proj, linear1, linear2, norm1, "
         "norm2}, decoder.fc.*, cls_decoder.*, mvc_decoder.*; unused modules "
