@@ -105,6 +105,44 @@ def _check_embedding(emb: Any, n_cells: int, key: str) -> np.ndarray:
     return x
 
 
+class LazyEmbedding:
+    """A model's cell embedding, computed on first use and shared by the tasks of one
+    (model, seed); an error is raised again for every task that asks.
+
+    Attributes
+    ----------
+    seconds
+        Time spent computing the embedding (0 until it is computed).
+    note
+        The model's gene-coverage line for the results ``message`` (foundation models).
+    """
+
+    def __init__(self, model: Model, adata: Any, ctx: EmbedContext, store: bool = True) -> None:
+        self.model, self.adata, self.ctx, self.store = model, adata, ctx, store
+        self.seconds = 0.0
+        self.note = ""
+        self._value: np.ndarray | None = None
+        self._error: BaseException | None = None
+
+    def __call__(self) -> np.ndarray:
+        if self._error is not None:
+            raise self._error
+        if self._value is None:
+            t0 = time.perf_counter()
+            try:
+                self._value = compute_embedding(self.model, self.adata, self.ctx)
+            except BaseException as err:
+                self._error = err
+                raise
+            finally:
+                self.seconds = time.perf_counter() - t0
+            coverage = getattr(self.model, "coverage", None)
+            self.note = coverage.message if coverage is not None else ""
+            if self.store:
+                self.adata.obsm[f"X_{self.model.info.key}"] = self._value
+        return self._value
+
+
 def compute_embedding(model: Model, adata: Any, ctx: EmbedContext) -> np.ndarray:
     """Check that ``model`` can run, embed (foundation models stream large or backed
     data in chunks) and check the output is a finite ``(n_cells, d)`` float32 array."""
@@ -227,15 +265,6 @@ def run_benchmark(
                 }
             )
 
-    def fail_all(model: Model, seed: int, status: str, message: str, runtime: float) -> None:
-        for task in task_objs:
-            add_rows(
-                model,
-                seed,
-                task,
-                [(m, np.nan, status, message, runtime) for m in task.metric_keys()],
-            )
-
     for seed in seed_list:
         ctx = EmbedContext(
             report=report,
@@ -246,66 +275,35 @@ def run_benchmark(
             cache=cache,
         )
         for model in model_objs:
-            t0 = time.perf_counter()
-            try:
-                emb = compute_embedding(model, adata, ctx)
-                coverage = getattr(model, "coverage", None)
-                model_note = coverage.message if coverage is not None else ""
-            except (ModelSkippedError, MissingDependencyError, NotApplicableError) as err:
-                fail_all(model, seed, "skipped", str(err), time.perf_counter() - t0)
-                if callback:
-                    callback(f"seed {seed} {model.info.key}: skipped")
-                continue
-            except Exception as err:  # a model's failure must not stop the others
-                msg = f"{type(err).__name__}: {err}"
-                tb = traceback.format_exc(limit=3)
-                fail_all(
-                    model,
-                    seed,
-                    "failed",
-                    f"{msg} | {tb.splitlines()[-2].strip()}",
-                    time.perf_counter() - t0,
-                )
-                if callback:
-                    callback(f"seed {seed} {model.info.key}: failed")
-                continue
-            t_embed = time.perf_counter() - t0
-            if store_embeddings:
-                adata.obsm[f"X_{model.info.key}"] = emb
+            lazy = LazyEmbedding(model, adata, ctx, store=store_embeddings)
+            statuses = set()
             for task in task_objs:
                 t1 = time.perf_counter()
                 try:
-                    res = task.evaluate(adata, emb, ctx, model)
-                    rt = t_embed + time.perf_counter() - t1
-                    add_rows(
-                        model,
-                        seed,
-                        task,
-                        [
-                            (r.metric, r.value, r.status, _join(model_note, r.message), rt)
-                            for r in res
-                        ],
-                    )
-                except (NotApplicableError, DataContractError) as err:
-                    rt = t_embed + time.perf_counter() - t1
-                    status = "not_applicable" if isinstance(err, NotApplicableError) else "failed"
-                    add_rows(
-                        model,
-                        seed,
-                        task,
-                        [(m, np.nan, status, str(err), rt) for m in task.metric_keys()],
-                    )
-                except Exception as err:
-                    rt = t_embed + time.perf_counter() - t1
-                    add_rows(
-                        model,
-                        seed,
-                        task,
-                        [
-                            (m, np.nan, "failed", f"{type(err).__name__}: {err}", rt)
-                            for m in task.metric_keys()
-                        ],
-                    )
+                    res = task.run(adata, model, ctx, lazy)
+                    rt = lazy.seconds + time.perf_counter() - t1
+                    results = [
+                        (r.metric, r.value, r.status, _join(lazy.note, r.message), rt) for r in res
+                    ]
+                    statuses.add("ok")
+                except (ModelSkippedError, MissingDependencyError) as err:
+                    rt = lazy.seconds + time.perf_counter() - t1
+                    results = [(m, np.nan, "skipped", str(err), rt) for m in task.metric_keys()]
+                    statuses.add("skipped")
+                except NotApplicableError as err:
+                    rt = lazy.seconds + time.perf_counter() - t1
+                    results = [
+                        (m, np.nan, "not_applicable", str(err), rt) for m in task.metric_keys()
+                    ]
+                    statuses.add("not_applicable")
+                except Exception as err:  # a model's failure must not stop the others
+                    rt = lazy.seconds + time.perf_counter() - t1
+                    tb = traceback.format_exc(limit=3).splitlines()
+                    where = f" | {tb[-2].strip()}" if len(tb) > 1 else ""
+                    msg = f"{type(err).__name__}: {err}{where}"
+                    results = [(m, np.nan, "failed", msg, rt) for m in task.metric_keys()]
+                    statuses.add("failed")
+                add_rows(model, seed, task, results)
             if callback:
-                callback(f"seed {seed} {model.info.key}: ok")
+                callback(f"seed {seed} {model.info.key}: {'/'.join(sorted(statuses))}")
     return to_frame(rows)

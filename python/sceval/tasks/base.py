@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -64,11 +65,23 @@ class Task(ABC):
     def __init__(self, **params: Any) -> None:
         self.params = params
 
+    def run(
+        self, adata: Any, model: Any, ctx: EmbedContext, embedding: Callable[[], np.ndarray]
+    ) -> list[MetricResult]:
+        """Score ``model`` on ``adata``.
+
+        ``embedding()`` returns the model's cell embedding, computed on first use and
+        shared across tasks; it raises :class:`~sceval.ModelSkippedError` when the model
+        cannot embed this data. Embedding tasks keep this default (score the embedding);
+        tasks that use other model capabilities (predicting expression, gene embeddings)
+        override it and never call ``embedding()``.
+        """
+        return self.evaluate(adata, embedding(), ctx, model)
+
     def metric_keys(self) -> tuple[str, ...]:
         """The metrics this task instance reports (parameters may add some)."""
         return self.info.metric_keys
 
-    @abstractmethod
     def evaluate(
         self, adata: Any, embedding: np.ndarray, ctx: EmbedContext, model: Any = None
     ) -> list[MetricResult]:
@@ -77,6 +90,8 @@ class Task(ABC):
         ``model`` is the model that produced the embedding, for tasks that can also use
         the model itself (fine-tuning in ``annotation``).
         """
+        msg = f"task {self.info.key!r} scores models through run(), not an embedding"
+        raise NotImplementedError(msg)
 
 
 TASKS: Registry[type[Task]] = Registry("task")
