@@ -35,6 +35,8 @@ def default_tasks(batch_key: str | None, label_key: str | None) -> list[str]:
     out = []
     for key in TASKS.keys():
         info = TASKS.get(key).info
+        if not info.default:
+            continue
         if (info.needs_batch and batch_key is None) or (info.needs_labels and label_key is None):
             continue
         out.append(key)

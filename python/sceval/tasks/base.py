@@ -36,6 +36,11 @@ class TaskInfo:
     needs_labels: bool
     metric_keys: tuple[str, ...]
     description: str = ""
+    #: Whether ``run_benchmark`` runs the task when the caller names no tasks (tasks
+    #: that need task-specific data keys, e.g. ``perturbation_key``, set False).
+    default: bool = True
+    #: Other data the task needs, shown by ``sceval tasks`` (e.g. "perturbation_key").
+    needs: tuple[str, ...] = ()
 
     def requirements(self) -> str:
         """A short human-readable list of requirements."""
@@ -44,6 +49,7 @@ class TaskInfo:
             parts.append("batch key")
         if self.needs_labels:
             parts.append("label key")
+        parts.extend(self.needs)
         return "; ".join(parts)
 
 
