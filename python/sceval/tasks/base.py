@@ -41,10 +41,12 @@ class TaskInfo:
     default: bool = True
     #: Other data the task needs, shown by ``sceval tasks`` (e.g. "perturbation_key").
     needs: tuple[str, ...] = ()
+    #: What the task takes from a model (shown by ``sceval tasks``).
+    uses: str = "cell embedding"
 
     def requirements(self) -> str:
         """A short human-readable list of requirements."""
-        parts = ["cell embedding"]
+        parts = [self.uses]
         if self.needs_batch:
             parts.append("batch key")
         if self.needs_labels:
