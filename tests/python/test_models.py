@@ -38,6 +38,12 @@ def test_model_contract(small, key, tmp_path_factory):
     info = model.info
     assert info.key == key
     assert info.kind in ("foundation", "baseline", "control")
+    if not info.embeds_cells:  # task-specific baselines say so instead of embedding
+        assert info.provides
+        with pytest.raises(ModelSkippedError, match=r"does not embed cells|it predicts"):
+            model.check(small, _ctx(small))
+            model.embed_cells(small, _ctx(small))
+        return
     assert info.input in ("counts", "lognorm")
     assert info.description
     ctx = _ctx(small)

@@ -10,6 +10,7 @@ from sceval.data.genes import (
 )
 from sceval.data.io import read_h5ad
 from sceval.data.simulate import simulate
+from sceval.data.simulate_perturbation import read_perturbation_h5ad, simulate_perturbation
 
 __all__ = [
     "DataReport",
@@ -22,6 +23,8 @@ __all__ = [
     "harmonize_genes",
     "load_gene_table",
     "read_h5ad",
+    "read_perturbation_h5ad",
     "simulate",
+    "simulate_perturbation",
     "validate",
 ]

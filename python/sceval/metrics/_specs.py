@@ -23,7 +23,16 @@ __all__ = [
 ]
 
 #: The allowed values of :attr:`MetricSpec.category`.
-CATEGORIES = ("bio", "batch", "aggregate", "classification")
+CATEGORIES = (
+    "bio",
+    "batch",
+    "aggregate",
+    "classification",
+    "perturbation",
+    "imputation",
+    "simulation",
+    "gene",
+)
 
 
 @dataclass(frozen=True)
@@ -35,11 +44,13 @@ class MetricSpec:
     key
         Registry key, e.g. ``"ilisi"``.
     higher_is_better
-        Whether larger values are better (true for every metric sceval reports:
-        the scIB metrics are all rescaled so that 1 is best).
+        Whether larger values are better (the scIB metrics are all rescaled so that 1
+        is best; errors such as ``mse`` are lower-is-better).
     category
         ``"bio"`` (biological conservation), ``"batch"`` (batch correction),
-        ``"aggregate"`` (weighted means of the former) or ``"classification"``.
+        ``"aggregate"`` (weighted means of the former), ``"classification"``,
+        ``"perturbation"``, ``"imputation"``, ``"simulation"`` or ``"gene"`` (gene-level
+        tasks).
     description
         One sentence for tables and docs.
     """

@@ -51,10 +51,18 @@ class ModelInfo:
     install: str = ""
     description: str = ""
     citation: str = ""
+    #: ``False`` for task-specific baselines (perturbation predictors, imputers,
+    #: generators) that do not embed cells; their ``embed_cells`` raises
+    #: :class:`ModelSkippedError` and embedding tasks report them as skipped.
+    embeds_cells: bool = True
+    #: What else the model offers to tasks, e.g. ``("predict_perturbation",)``.
+    provides: tuple[str, ...] = ()
 
     def requirements(self) -> str:
         """A short human-readable list of requirements."""
         parts = [f"{self.input} input"]
+        if not self.embeds_cells:
+            parts.append("no cell embedding: " + ", ".join(self.provides))
         if self.needs_batch:
             parts.append("batch key")
         if self.needs_labels:

@@ -1,6 +1,6 @@
 """Tasks: what is scored on a model's output (integration, annotation, ...)."""
 
-from sceval.tasks import annotation, integration  # noqa: F401  (registration)
+from sceval.tasks import annotation, integration, perturbation  # noqa: F401  (registration)
 from sceval.tasks.base import TASKS, MetricResult, Task, TaskInfo, get_task, register_task
 
 __all__ = ["TASKS", "MetricResult", "Task", "TaskInfo", "get_task", "register_task"]
