@@ -1,6 +1,12 @@
 """Tasks: what is scored on a model's output (integration, annotation, ...)."""
 
-from sceval.tasks import annotation, integration, perturbation  # noqa: F401  (registration)
+from sceval.tasks import (  # noqa: F401  (registration)
+    annotation,
+    gene_function,
+    gene_network,
+    integration,
+    perturbation,
+)
 from sceval.tasks.base import TASKS, MetricResult, Task, TaskInfo, get_task, register_task
 
 __all__ = ["TASKS", "MetricResult", "Task", "TaskInfo", "get_task", "register_task"]
