@@ -67,6 +67,11 @@ class Registry(Generic[T]):
         )
         raise UnknownNameError(msg)
 
+    def unregister(self, key: str) -> None:
+        """Remove ``key`` (plugins and tests that register temporary entries)."""
+        self.get(key)  # unknown -> the usual did-you-mean error
+        del self._items[key]
+
     def keys(self) -> list[str]:
         """Registered keys, sorted."""
         return sorted(self._items)

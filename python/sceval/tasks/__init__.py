@@ -4,8 +4,10 @@ from sceval.tasks import (  # noqa: F401  (registration)
     annotation,
     gene_function,
     gene_network,
+    imputation,
     integration,
     perturbation,
+    simulation,
 )
 from sceval.tasks.base import TASKS, MetricResult, Task, TaskInfo, get_task, register_task
 
