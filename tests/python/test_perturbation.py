@@ -231,3 +231,45 @@ def test_foundation_path_uses_gene_embeddings(screen):
     assert all(r.status == "ok" and np.isfinite(r.value) for r in out)
     assert "ridge head on gene embeddings" in out[0].message
     assert ctx.cache["perturbation_scores"][("fake_fm", 0)].shape[1] == 6
+
+
+def test_tiny_scgpt_gene_embeddings_and_cli(screen, tmp_path):
+    """The foundation-model predictor with a real (tiny, official-layout) scGPT
+    checkpoint, run from the CLI with the task's data keys as --param."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from sceval.cli import cli
+    from sceval.testing import tiny_checkpoint
+
+    ck = tiny_checkpoint("scgpt", tmp_path / "ck", screen)
+    path = tmp_path / "screen.h5ad"
+    screen.write_h5ad(path)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(path),
+            "--models",
+            "mean,additive,scgpt",
+            "--tasks",
+            "perturbation",
+            "--param",
+            "perturbation.perturbation_key=condition",
+            "--param",
+            "perturbation.split=combo",
+            "--checkpoint",
+            f"scgpt={ck}",
+            "--out",
+            str(out),
+            "-q",
+        ],
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 0, r.output
+    res = pd.read_csv(out / "results.csv")
+    assert set(res["status"]) == {"ok"}, res[["model", "status", "message"]].drop_duplicates()
+    v = res.set_index(["model", "metric"])["value"]
+    assert v["additive", "mse"] < v["mean", "mse"]
+    assert np.isfinite(v["scgpt", "pearson_delta"])
