@@ -20,6 +20,7 @@ __all__ = [
     "CLASSIFICATION_KEYS",
     "METRICS",
     "MetricSpec",
+    "register_metrics",
 ]
 
 #: The allowed values of :attr:`MetricSpec.category`.
@@ -193,3 +194,14 @@ BIO_KEYS = tuple(s.key for s in _SPECS if s.category == "bio")
 BATCH_KEYS = tuple(s.key for s in _SPECS if s.category == "batch")
 AGGREGATE_KEYS = tuple(s.key for s in _SPECS if s.category == "aggregate")
 CLASSIFICATION_KEYS = tuple(s.key for s in _SPECS if s.category == "classification")
+
+
+def register_metrics(specs: dict[str, tuple[bool, str, str]]) -> None:
+    """Register task metrics: ``{key: (higher_is_better, category, description)}``.
+
+    Idempotent (a module imported twice registers nothing new), so each task module
+    declares its metrics next to the code that computes them.
+    """
+    for key, (higher, category, description) in specs.items():
+        if key not in METRICS:
+            METRICS.register(key, MetricSpec(key, higher, category, description))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from sceval._errors import DataContractError
-from sceval.metrics import METRICS, MetricSpec
+from sceval.metrics._specs import register_metrics
 from sceval.models.base import EmbedContext
 from sceval.tasks.base import MetricResult, Task, TaskInfo, register_task
 
@@ -23,19 +23,13 @@ CLASSIFICATION = ("accuracy", "balanced_accuracy", "precision_macro", "recall_ma
 REFERENCE_VALUES = ("reference", "ref", "train", "training")
 QUERY_VALUES = ("query", "test", "heldout", "held-out")
 
-for _p in PROBES:
-    for _m in CLASSIFICATION:
-        _key = f"{_p}_{_m}"
-        if _key not in METRICS:
-            METRICS.register(
-                _key,
-                MetricSpec(
-                    key=_key,
-                    higher_is_better=True,
-                    category="classification",
-                    description=f"{_m} of the {_p} probe on held-out cells",
-                ),
-            )
+register_metrics(
+    {
+        f"{p}_{m}": (True, "classification", f"{m} of the {p} probe on held-out cells")
+        for p in PROBES
+        for m in CLASSIFICATION
+    }
+)
 
 
 def split_cells(
@@ -115,17 +109,12 @@ def _fit_predict(
 
 
 FINETUNE_KEYS = tuple(f"finetune_{m}" for m in CLASSIFICATION)
-for _key in FINETUNE_KEYS:
-    if _key not in METRICS:
-        METRICS.register(
-            _key,
-            MetricSpec(
-                key=_key,
-                higher_is_better=True,
-                category="classification",
-                description=f"{_key[9:]} of the fine-tuned model on held-out cells",
-            ),
-        )
+register_metrics(
+    {
+        k: (True, "classification", f"{k[9:]} of the fine-tuned model on held-out cells")
+        for k in FINETUNE_KEYS
+    }
+)
 
 #: ``annotation`` parameters passed to ``fine_tune_annotate`` (without the prefix).
 FINETUNE_PARAMS = ("lr", "epochs", "batch_size", "val_fraction", "patience")

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from sceval._errors import DataContractError, ModelSkippedError, NotApplicableError
 from sceval.data.gene_sets import GeneSet, match_genes, resolve_gene_set
-from sceval.metrics import METRICS, MetricSpec
+from sceval.metrics._specs import register_metrics
 from sceval.metrics.genes import gene_probe_metrics
 from sceval.models import _preprocess as pp
 from sceval.models.base import EmbedContext, Model, ModelInfo, register_model
@@ -55,17 +55,7 @@ _DESCRIPTIONS = {
     "gene_auroc": "AUROC (one-vs-rest macro for several classes) of the cross-validated "
     "gene-label probe",
 }
-for _key in GENE_FUNCTION_KEYS:
-    if _key not in METRICS:
-        METRICS.register(
-            _key,
-            MetricSpec(
-                key=_key,
-                higher_is_better=True,
-                category="gene",
-                description=_DESCRIPTIONS[_key],
-            ),
-        )
+register_metrics({k: (True, "gene", _DESCRIPTIONS[k]) for k in GENE_FUNCTION_KEYS})
 
 RANDOM_DIM = 50
 _ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{11}")

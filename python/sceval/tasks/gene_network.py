@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from sceval._errors import DataContractError
 from sceval.data.gene_sets import resolve_gene_set
-from sceval.metrics import METRICS, MetricSpec
+from sceval.metrics._specs import register_metrics
 from sceval.metrics.genes import best_match_jaccard, module_ami, module_enrichment
 from sceval.models.base import EmbedContext
 from sceval.tasks.base import MetricResult, Task, TaskInfo, register_task
@@ -43,14 +43,7 @@ _DESCRIPTIONS = {
     "module_enriched": "share of gene-graph modules enriched for a reference module "
     "(hypergeometric, BH q < 0.05)",
 }
-for _key in GENE_NETWORK_KEYS:
-    if _key not in METRICS:
-        METRICS.register(
-            _key,
-            MetricSpec(
-                key=_key, higher_is_better=True, category="gene", description=_DESCRIPTIONS[_key]
-            ),
-        )
+register_metrics({k: (True, "gene", _DESCRIPTIONS[k]) for k in GENE_NETWORK_KEYS})
 
 
 def cosine_knn_graph(x: np.ndarray, k: int = 15) -> sp.csr_matrix:

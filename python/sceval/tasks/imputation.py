@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from sceval._errors import ModelSkippedError, NotApplicableError
 from sceval.data.contract import get_counts
-from sceval.metrics import METRICS, MetricSpec
+from sceval.metrics._specs import register_metrics
 from sceval.metrics.expression import heldout_correlation, rmse
 from sceval.models import _preprocess as pp
 from sceval.models.base import EmbedContext, Model, ModelInfo, register_model
@@ -61,10 +61,7 @@ _DESCRIPTIONS = {
     "impute_ari": (True, "ARI of Leiden clusters of the imputed matrix's PCA vs labels."),
     "impute_silhouette_label": (True, "Rescaled label silhouette on the imputed matrix's PCA."),
 }
-# MetricSpec categories are fixed in sceval.metrics._specs; "bio" is the closest one.
-for _key, (_hib, _desc) in _DESCRIPTIONS.items():
-    if _key not in METRICS:
-        METRICS.register(_key, MetricSpec(_key, _hib, "imputation", _desc))
+register_metrics({k: (hib, "imputation", desc) for k, (hib, desc) in _DESCRIPTIONS.items()})
 
 MODES = ("entries", "genes")
 IDENTITY = "identity"

@@ -38,7 +38,7 @@ from sceval.data.simulate_perturbation import (
     gene_index,
     parse_condition,
 )
-from sceval.metrics import METRICS, MetricSpec
+from sceval.metrics._specs import register_metrics
 from sceval.metrics.perturbation import PERTURBATION_KEYS, mean_scores, perturbation_scores
 from sceval.models.base import EmbedContext, Model, ModelInfo, register_model
 from sceval.tasks.base import MetricResult, Task, TaskInfo, register_task
@@ -69,22 +69,12 @@ _DESCRIPTIONS = {
 }
 
 
-def _register_metrics() -> None:
-    category = "perturbation"
-    for key, higher in PERTURBATION_KEYS.items():
-        if key not in METRICS:
-            METRICS.register(
-                key,
-                MetricSpec(
-                    key=key,
-                    higher_is_better=higher,
-                    category=category,
-                    description=_DESCRIPTIONS[key] + " (perturbation task)",
-                ),
-            )
-
-
-_register_metrics()
+register_metrics(
+    {
+        k: (higher, "perturbation", _DESCRIPTIONS[k] + " (perturbation task)")
+        for k, higher in PERTURBATION_KEYS.items()
+    }
+)
 
 
 # --------------------------------------------------------------------------- helpers

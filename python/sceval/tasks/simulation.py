@@ -35,7 +35,7 @@ import scipy.sparse as sp
 
 from sceval._errors import ModelSkippedError, NotApplicableError
 from sceval.data.contract import get_counts
-from sceval.metrics import METRICS, MetricSpec
+from sceval.metrics._specs import register_metrics
 from sceval.metrics.expression import (
     correlation_matrix_distance,
     knn_two_sample_auc,
@@ -74,10 +74,7 @@ _DESCRIPTIONS = {
     "sim_c2st": (False, "kNN two-sample classifier, 2 * |AUC - 0.5| (0 = indistinguishable)."),
     "sim_ilisi": (True, "iLISI of real vs generated cells within each cell type, mean."),
 }
-# MetricSpec categories are fixed in sceval.metrics._specs; "bio" is the closest one.
-for _key, (_hib, _desc) in _DESCRIPTIONS.items():
-    if _key not in METRICS:
-        METRICS.register(_key, MetricSpec(_key, _hib, "simulation", _desc))
+register_metrics({k: (hib, "simulation", desc) for k, (hib, desc) in _DESCRIPTIONS.items()})
 
 
 # ---------------------------------------------------------------------------
