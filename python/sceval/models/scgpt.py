@@ -1012,6 +1012,50 @@ def cell_embeddings(
 # --------------------------------------------------------------------------- models
 
 
+def _impute_tokens(
+    i: int,
+    m_cols: np.ndarray,
+    counts: Any,
+    lognorm: np.ndarray,
+    ids: np.ndarray,
+    cfg: Any,
+    mask_value: float,
+    max_len: int,
+    ctx: EmbedContext,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    """Tokens of one cell for masked value prediction; returns gene ids, values, the
+    positions of the held-out tokens and the bin -> log-normalized inverse map."""
+    rng = np.random.default_rng((ctx.seed, ctx.cell_offset + i, 1))
+    lo, hi = counts.indptr[i], counts.indptr[i + 1]
+    o_cols, o_vals = counts.indices[lo:hi], counts.data[lo:hi]
+    keep = (ids[o_cols] >= 0) & (o_vals > 0)
+    o_cols, o_vals = o_cols[keep], o_vals[keep]
+    bins = bin_values(o_vals, cfg.n_bins, rng)
+    room = max_len - 1
+    if m_cols.size > room:
+        m_cols = m_cols[:room]
+    budget = room - m_cols.size
+    pick = np.arange(o_cols.size)
+    if o_cols.size > budget:
+        pick = np.sort(rng.choice(o_cols.size, size=budget, replace=False))
+    genes = np.concatenate([[cfg.cls_id], ids[o_cols[pick]], ids[m_cols]])
+    values = np.concatenate([[cfg.pad_value], bins[pick], np.full(m_cols.size, mask_value)]).astype(
+        np.float32
+    )
+    pos = np.arange(1 + pick.size, genes.size)
+    ln = lognorm[i, o_cols]
+    if ln.size:
+        uniq = np.unique(bins)
+        means = np.array([ln[bins == b].mean() for b in uniq], dtype=np.float64)
+    else:
+        uniq, means = np.array([0.0]), np.array([0.0])
+
+    def inverse(pred: np.ndarray) -> np.ndarray:
+        return np.interp(pred, uniq, means).astype(np.float32)
+
+    return genes.astype(np.int64), values, pos, inverse
+
+
 @dataclass
 class _Loaded:
     key: tuple[Any, ...]
@@ -1107,6 +1151,89 @@ class _ScGPTBase(FoundationModel):
             device=self._device(ctx),
             precision=self._precision(),
         )
+
+    def impute(
+        self,
+        counts_masked: Any,
+        mask: Any,
+        ctx: EmbedContext,
+        *,
+        genes: list[str] | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Impute held-out entries through the expression decoder (masked value
+        prediction, the scGPT pretraining objective).
+
+        Per cell: the observed non-zero genes are tokens with their binned values, the
+        held-out genes are tokens with ``mask_value`` (``args.json``, -1), after
+        ``<cls>``; longer cells keep every held-out gene and a seeded random subset of
+        observed ones. The decoder predicts a value on the bin scale for each held-out
+        token; it is mapped back to ``log1p(x / total * 1e4)`` by interpolating between
+        the mean log-normalized value of the cell's observed entries in each bin (the
+        inverse of the per-cell quantile binning). Genes outside the vocabulary, and
+        entries that are not held out, keep their observed log-normalized value.
+
+        Parameters
+        ----------
+        counts_masked
+            Counts with held-out entries set to 0, CSR ``(cells, genes)``.
+        mask
+            Boolean CSR, True at held-out entries.
+        ctx
+            Seed and device.
+        genes
+            Gene symbols of the columns (required).
+
+        Returns
+        -------
+        numpy.ndarray
+            Dense float32 ``(cells, genes)`` log-normalized values.
+        """
+        import scipy.sparse as sp
+
+        if genes is None:
+            msg = f"model {self.info.key!r}: impute() needs the gene symbols of the columns"
+            raise ModelSkippedError(msg)
+        loaded = self._load(ctx)
+        cfg = loaded.model.config
+        mask_value = float(loaded.args.get("mask_value", -1))
+        ids = np.array([loaded.vocab.get(str(g), -1) for g in genes], dtype=np.int64)
+        counts = sp.csr_matrix(counts_masked, dtype=np.float32)
+        held = sp.csr_matrix(mask, dtype=bool)
+        totals = np.asarray(counts.sum(axis=1)).ravel()
+        totals[totals == 0] = 1.0
+        out = counts.multiply(1e4 / totals[:, None]).tocsr()
+        out.data = np.log1p(out.data)
+        out = out.toarray().astype(np.float32)
+        max_len = int(self.params.get("max_length") or cfg.max_seq_len)
+        device = self._device(ctx)
+        model = loaded.model.to(device).eval()
+        cells = []
+        for i in range(counts.shape[0]):
+            m_cols = held.indices[held.indptr[i] : held.indptr[i + 1]]
+            m_cols = m_cols[ids[m_cols] >= 0]
+            if m_cols.size:
+                cells.append((i, m_cols))
+        batch_size = int(self.params.get("batch_size", 64))
+        for start in range(0, len(cells), batch_size):
+            chunk = cells[start : start + batch_size]
+            toks = [
+                _impute_tokens(i, m_cols, counts, out, ids, cfg, mask_value, max_len, ctx)
+                for i, m_cols in chunk
+            ]
+            longest = max(t[0].size for t in toks)
+            g = np.full((len(toks), longest), cfg.pad_id, dtype=np.int64)
+            v = np.full((len(toks), longest), cfg.pad_value, dtype=np.float32)
+            for j, (tg, tv, _, _) in enumerate(toks):
+                g[j, : tg.size], v[j, : tv.size] = tg, tv
+            pad = g == cfg.pad_id
+            gt, vt, pt = _to_device((g, v, pad if pad.any() else None), device)
+            with inference_context(device, self._precision()):
+                pred = model.decoder(model.encode(gt, vt, pt)).float().cpu().numpy()
+            for j, (i, m_cols) in enumerate(chunk):
+                _, _, pos, inverse = toks[j]
+                out[i, m_cols[: pos.size]] = inverse(pred[j, pos])
+        return out
 
     def embed_genes(self, genes: list[str], ctx: EmbedContext) -> tuple[np.ndarray, np.ndarray]:
         """Gene-encoder embeddings ``enc_norm(embedding(gene))`` of the genes in the

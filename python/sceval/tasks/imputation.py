@@ -194,7 +194,9 @@ class _ImputationBaseline(Model):
         )
         raise ModelSkippedError(msg)
 
-    def impute(self, counts_masked: sp.csr_matrix, mask: sp.csr_matrix, ctx: EmbedContext) -> Any:
+    def impute(
+        self, counts_masked: sp.csr_matrix, mask: sp.csr_matrix, ctx: EmbedContext, **kwargs: Any
+    ) -> Any:
         raise NotImplementedError
 
 
@@ -212,7 +214,7 @@ class IdentityImpute(_ImputationBaseline):
     )
 
     def impute(
-        self, counts_masked: sp.csr_matrix, mask: sp.csr_matrix, ctx: EmbedContext
+        self, counts_masked: sp.csr_matrix, mask: sp.csr_matrix, ctx: EmbedContext, **kwargs: Any
     ) -> np.ndarray:
         """Return ``log1p(x / total * 1e4)`` of ``counts_masked``."""
         return log_normalize(counts_masked)
@@ -265,7 +267,7 @@ class KnnSmoothImpute(_ImputationBaseline):
     )
 
     def impute(
-        self, counts_masked: sp.csr_matrix, mask: sp.csr_matrix, ctx: EmbedContext
+        self, counts_masked: sp.csr_matrix, mask: sp.csr_matrix, ctx: EmbedContext, **kwargs: Any
     ) -> np.ndarray:
         """Diffuse the log-normalized masked data over the kNN graph of its PCA."""
         x = log_normalize(counts_masked)
@@ -304,7 +306,7 @@ class ScviImpute(_ImputationBaseline):
     )
 
     def impute(
-        self, counts_masked: sp.csr_matrix, mask: sp.csr_matrix, ctx: EmbedContext
+        self, counts_masked: sp.csr_matrix, mask: sp.csr_matrix, ctx: EmbedContext, **kwargs: Any
     ) -> np.ndarray:
         """Train scVI on ``counts_masked`` and return its log-normalized denoised mean."""
         import anndata as ad
@@ -396,8 +398,10 @@ class ImputationTask(Task):
             )
             raise NotApplicableError(msg)
         model.check(adata, ctx)
-        md, _ = self._masked(adata, ctx)
-        out = model.impute(md.masked.copy(), md.mask, ctx)
+        md, hvg = self._masked(adata, ctx)
+        var = adata.var.iloc[np.flatnonzero(hvg)]
+        names = var["gene_symbol"] if "gene_symbol" in var.columns else var.index
+        out = model.impute(md.masked.copy(), md.mask, ctx, genes=[str(g) for g in names])
         out = np.asarray(out.toarray() if sp.issparse(out) else out, dtype=np.float32)
         if out.shape != md.masked.shape or not np.all(np.isfinite(out)):
             msg = (
