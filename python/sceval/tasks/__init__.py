@@ -6,6 +6,7 @@ from sceval.tasks import (  # noqa: F401  (registration)
     gene_network,
     imputation,
     integration,
+    multiomics,
     perturbation,
     simulation,
 )
