@@ -218,3 +218,23 @@ def test_positive_control_broken_pairing_scores_near_chance(paired):
     assert scores["paired"] < 0.2
     assert scores["shuffled"] > 0.35
     assert scores["shuffled"] > scores["paired"] + 0.2
+
+
+def test_foundation_model_on_rna_and_gene_activity(paired, tmp_path):
+    """A foundation model (tiny official-layout scGPT) embeds the RNA and the ATAC gene
+    activity separately; both land in the table with FOSCTTM and the scIB set."""
+    from sceval.testing import tiny_checkpoint
+
+    rna, atac = paired
+    ck = str(tiny_checkpoint("scgpt", tmp_path / "ck", rna))
+    df = sceval.run_benchmark(
+        rna.copy(),
+        models=["scgpt"],
+        tasks=["multiomics"],
+        label_key="cell_type",
+        model_params={"scgpt": {"checkpoint": ck}},
+        task_params={"multiomics": {"atac": atac}},
+    )
+    assert set(df["status"]) == {"ok"}, df[["status", "message"]].drop_duplicates()
+    v = df.set_index("metric")["value"]
+    assert 0.0 <= v["foscttm"] <= 1.0
