@@ -43,13 +43,15 @@ def default_tasks(batch_key: str | None, label_key: str | None) -> list[str]:
     return out
 
 
-def _as_list(x: str | Sequence[str] | None, what: str) -> list[str] | None:
+def _as_list(
+    x: str | Sequence[str] | None, what: str, allow_empty: bool = False
+) -> list[str] | None:
     if x is None:
         return None
     if isinstance(x, str):
         x = [s.strip() for s in x.split(",") if s.strip()]
     out = list(x)
-    if not out:
+    if not out and not allow_empty:
         msg = f"{what} is empty; name at least one or pass None for the defaults."
         raise ValueError(msg)
     return out
@@ -217,11 +219,9 @@ def run_benchmark(
     """
     from sceval.metrics import METRICS
 
-    if embeddings is not None and models is not None and len(models) == 0:
-        model_keys: list[str] = []  # score only the external embeddings
-    else:
-        model_keys = _as_list(models, "models")
-        model_keys = list(DEFAULT_MODELS) if model_keys is None else model_keys
+    # an empty model list is fine when external embeddings are scored on their own
+    model_keys = _as_list(models, "models", allow_empty=embeddings is not None)
+    model_keys = list(DEFAULT_MODELS) if model_keys is None else model_keys
     for k in model_keys:
         MODELS.get(k)  # unknown names fail before any work
     task_keys = _as_list(tasks, "tasks") or default_tasks(batch_key, label_key)

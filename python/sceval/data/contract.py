@@ -157,8 +157,11 @@ def detect_matrix_kind(m: Any) -> str:
     return "unknown"
 
 
-def _layer_location(adata: Any, counts_layer: str | None) -> tuple[str | None, list[str]]:
-    """Find raw counts; returns the location and notes."""
+def _layer_location(
+    adata: Any, counts_layer: str | None, x_kind: str
+) -> tuple[str | None, list[str]]:
+    """Find raw counts; returns the location and notes. ``X`` was already checked for
+    finite values and classified as ``x_kind`` by the caller, so it is not read again."""
     notes: list[str] = []
     if counts_layer is not None:
         if counts_layer == "X":
@@ -177,8 +180,9 @@ def _layer_location(adata: Any, counts_layer: str | None) -> tuple[str | None, l
                 )
                 raise DataContractError(msg)
             m, where = adata.layers[counts_layer], f"layers/{counts_layer}"
-        _check_finite(m, where)
-        kind = detect_matrix_kind(m)
+        if where != "X":
+            _check_finite(m, where)
+        kind = x_kind if where == "X" else detect_matrix_kind(m)
         if kind != "counts":
             vals = _values(_sample_rows(m))
             found = (
@@ -202,7 +206,7 @@ def _layer_location(adata: Any, counts_layer: str | None) -> tuple[str | None, l
             if detect_matrix_kind(m) == "counts":
                 return f"layers/{name}", notes
             notes.append(f"layers/{name} is not integer-valued; not used as counts")
-    if detect_matrix_kind(adata.X) == "counts":
+    if x_kind == "counts":
         return "X", notes
     if adata.raw is not None and adata.raw.shape[1] == adata.n_vars:
         if detect_matrix_kind(adata.raw.X) == "counts":
@@ -345,9 +349,9 @@ def validate(
             )
             raise DataContractError(msg)
 
-    counts_loc, layer_notes = _layer_location(adata, counts_layer)
-    notes += layer_notes
     x_kind = detect_matrix_kind(adata.X)
+    counts_loc, layer_notes = _layer_location(adata, counts_layer, x_kind)
+    notes += layer_notes
     lognorm_loc = _lognorm_location(adata, x_kind)
     if counts_loc is None:
         if x_kind == "scaled":

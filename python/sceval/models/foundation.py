@@ -21,11 +21,15 @@ from sceval._errors import DataContractError, ModelSkippedError
 from sceval.models.base import EmbedContext, Model
 
 __all__ = [
+    "PRECISIONS",
     "FoundationModel",
     "GeneCoverage",
+    "autocast_dtype",
     "batches_by_length",
+    "check_precision",
     "gene_coverage",
     "inference_context",
+    "torch_device",
 ]
 
 #: Below this share of matched genes a warning is issued (and put in the message).
@@ -125,6 +129,49 @@ def batches_by_length(
         i += size
 
 
+#: Accepted values of a foundation model's ``precision`` parameter.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def check_precision(precision: str, model_key: str) -> str:
+    """Return ``precision`` if it is one of :data:`PRECISIONS`, else raise ValueError."""
+    if precision not in PRECISIONS:
+        msg = (
+            f"model {model_key!r}: precision={precision!r} is not supported; expected one of "
+            f"{list(PRECISIONS)}."
+        )
+        raise ValueError(msg)
+    return precision
+
+
+def torch_device(device: str, model_key: str) -> str:
+    """``device``, or :class:`ModelSkippedError` when CUDA is asked for but absent."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            msg = (
+                f"model {model_key!r} was asked to run on {device!r}, but torch sees no CUDA "
+                "device. Fix: pass device='cpu' or install a CUDA build of torch."
+            )
+            raise ModelSkippedError(msg)
+    return device
+
+
+def autocast_dtype(device: str, precision: str) -> Any:
+    """The CUDA autocast dtype for ``precision`` (``None``: run in float32).
+
+    ``"auto"`` is bf16 where the GPU supports it, else fp16; CPU always runs float32.
+    """
+    if not device.startswith("cuda") or precision == "fp32":
+        return None
+    import torch
+
+    if precision == "fp16" or not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 @contextlib.contextmanager
 def inference_context(device: str, precision: str = "auto") -> Iterator[None]:
     """``torch.inference_mode`` plus autocast on CUDA.
@@ -139,12 +186,9 @@ def inference_context(device: str, precision: str = "auto") -> Iterator[None]:
     """
     import torch
 
+    dtype = autocast_dtype(device, precision)
     with torch.inference_mode():
-        if device.startswith("cuda") and precision != "fp32":
-            if precision == "auto":
-                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            else:
-                dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        if dtype is not None:
             with torch.autocast("cuda", dtype=dtype):
                 yield
         else:

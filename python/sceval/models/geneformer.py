@@ -74,9 +74,12 @@ from sceval.models.base import EmbedContext, ModelInfo, register_model
 from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
+    autocast_dtype,
     batches_by_length,
+    check_precision,
     gene_coverage,
     inference_context,
+    torch_device,
 )
 
 __all__ = [
@@ -142,7 +145,6 @@ _REQUIRED_CONFIG = (
     "intermediate_size",
     "max_position_embeddings",
 )
-_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _POOLINGS = ("auto", "cls", "mean")
 _VERSIONS = ("auto", "v1", "v2")
 _PADDINGS = ("sorted", "unsorted", "max")
@@ -874,16 +876,6 @@ def encode_cells(
 # --------------------------------------------------------------------------- models
 
 
-def _torch_device(device: str) -> str:
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            msg = f"device={device!r} was requested but torch sees no CUDA device"
-            raise ModelSkippedError(msg)
-    return device
-
-
 class _GeneformerBase(FoundationModel):
     """Shared code of ``geneformer`` and ``geneformer.random``.
 
@@ -912,10 +904,7 @@ class _GeneformerBase(FoundationModel):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        precision = params.get("precision", "auto")
-        if precision not in _PRECISIONS:
-            msg = f"precision must be one of {_PRECISIONS}, got {precision!r}"
-            raise ValueError(msg)
+        check_precision(params.get("precision", "auto"), self.info.key)
         if params.get("pooling", "auto") not in _POOLINGS:
             msg = f"pooling must be one of {_POOLINGS}, got {params['pooling']!r}"
             raise ValueError(msg)
@@ -963,7 +952,7 @@ class _GeneformerBase(FoundationModel):
             model = build_bert(ck.config, head="mlm", seed=seed)
             if not self._random:
                 load_weights(model, ck.state_dict(), head="mlm", where=str(ck.weights_file))
-            self._models = {key: model.to(_torch_device(ctx.device)).eval()}
+            self._models = {key: model.to(torch_device(ctx.device, self.info.key)).eval()}
         return self._models[key]
 
     # -- tokens -------------------------------------------------------------------------
@@ -1128,15 +1117,13 @@ class _GeneformerBase(FoundationModel):
         rng = np.random.default_rng(seed)
         fit_pos, val_pos = _split_validation(y_train, val_fraction, rng)
 
-        device = _torch_device(ctx.device)
+        device = torch_device(ctx.device, self.info.key)
         model = build_bert(ck.config, head="classifier", num_labels=classes.size, seed=seed)
         if not self._random:
             load_weights(model, ck.state_dict(), head="classifier", where=str(ck.weights_file))
         model.to(device)
-        precision = self.params.get("precision", "auto")
-        use_bf16 = device.startswith("cuda") and (
-            precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported())
-        )
+        # bf16 autocast only: fp16 fine-tuning would need a GradScaler, so it runs fp32
+        use_bf16 = autocast_dtype(device, self.params.get("precision", "auto")) is torch.bfloat16
         no_decay = ("bias", "LayerNorm.weight")
         groups = [
             {

@@ -52,9 +52,12 @@ from sceval.models.base import EmbedContext, ModelInfo, register_model
 from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
+    autocast_dtype,
     batches_by_length,
+    check_precision,
     gene_coverage,
     inference_context,
+    torch_device,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -103,9 +106,6 @@ _ATTN_RENAMES = (
     (".self_attn.Wqkv.weight", ".self_attn.in_proj_weight"),
     (".self_attn.Wqkv.bias", ".self_attn.in_proj_bias"),
 )
-
-#: Accepted values of the ``precision`` parameter.
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 #: ``ContinuousValueEncoder(max_value=512)``: values are clipped from above.
 MAX_VALUE = 512
@@ -1079,27 +1079,10 @@ class _ScGPTBase(FoundationModel):
     # ------------------------------------------------------------------ plumbing
     def _device(self, ctx: EmbedContext) -> str:
         device = str(self.params.get("device") or ctx.device or "cpu")
-        if device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                msg = (
-                    f"model {self.info.key!r} was asked to run on {device!r}, but torch "
-                    "sees no CUDA device. Fix: pass device='cpu' or install a CUDA build "
-                    "of torch."
-                )
-                raise ModelSkippedError(msg)
-        return device
+        return torch_device(device, self.info.key)
 
     def _precision(self) -> str:
-        precision = str(self.params.get("precision", "auto"))
-        if precision not in PRECISIONS:
-            msg = (
-                f"model {self.info.key!r}: precision={precision!r} is not supported; expected "
-                f"one of {list(PRECISIONS)}."
-            )
-            raise ValueError(msg)
-        return precision
+        return check_precision(str(self.params.get("precision", "auto")), self.info.key)
 
     def check(self, adata: Any, ctx: EmbedContext) -> None:
         """Base checks plus: the checkpoint exists (else :class:`ModelSkippedError`)."""
@@ -1336,12 +1319,7 @@ class _ScGPTBase(FoundationModel):
         model.to(device)
 
         use_cuda = device.startswith("cuda")
-        precision = self._precision()
-        amp_dtype = None
-        if use_cuda and precision != "fp32":
-            amp_dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-            if amp_dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
-                amp_dtype = torch.float16
+        amp_dtype = autocast_dtype(device, self._precision())
         scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
         opt = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-4 if amp_dtype else 1e-8)
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.9)
