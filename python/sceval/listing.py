@@ -27,6 +27,7 @@ def list_models() -> pd.DataFrame:
                 "available": not missing,
                 "install": info.install if missing else "",
                 "description": info.description,
+                "license": info.license,
                 "citation": info.citation,
             }
         )

@@ -10,7 +10,14 @@ from sceval.data import validate
 from sceval.models import MODELS, EmbedContext, ExternalEmbedding, get_model
 
 FAST_PARAMS = {"scvi": {"max_epochs": 2, "n_latent": 8}}
-FOUNDATION_ARCHS = ("scgpt", "geneformer")
+
+def _foundation_archs() -> tuple[str, ...]:
+    from sceval.testing import tiny_checkpoint_archs
+
+    return tuple(tiny_checkpoint_archs())
+
+
+FOUNDATION_ARCHS = _foundation_archs()
 
 
 def _ctx(adata, seed=0, **kw):
@@ -113,3 +120,12 @@ def test_external_embedding(small_copy):
     small_copy.obsm["X_mine"] = np.zeros((small_copy.n_obs, 3))
     ext.check(small_copy, ctx)
     assert ext.embed_cells(small_copy, ctx).shape == (small_copy.n_obs, 3)
+
+
+def test_every_foundation_model_has_a_checkpoint_writer():
+    """A new architecture must come with a writer in ``sceval.testing.<arch>`` so the
+    contract test above runs it on a tiny official-layout checkpoint."""
+    for key in MODELS.keys():
+        if MODELS.get(key).info.kind == "foundation":
+            assert key.split(".", 1)[0] in FOUNDATION_ARCHS, key
+            assert MODELS.get(key).info.license, f"{key} has no license in its ModelInfo"

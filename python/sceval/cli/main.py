@@ -375,11 +375,11 @@ def models_cmd() -> None:
     from sceval.models.checkpoints import sceval_home
 
     df = list_models()
-    cols = ["model", "kind", "input", "requirements", "available", "description"]
+    cols = ["model", "kind", "input", "requirements", "available", "license", "description"]
     ckpt = _default_checkpoints(list(df["model"]))
     if any(ckpt):
         df = df.assign(checkpoint=ckpt)
-        cols.insert(5, "checkpoint")
+        cols.insert(6, "checkpoint")
     _print_table(df[cols])
     ck = list_checkpoints()
     if ck.empty:

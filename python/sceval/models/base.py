@@ -40,6 +40,9 @@ class ModelInfo:
         The command that installs ``requires``.
     description, citation
         One line each, shown by ``sceval models``.
+    license
+        License of the pretrained weights (foundation models; several are
+        non-commercial), shown by ``sceval models``.
     """
 
     key: str
@@ -51,6 +54,7 @@ class ModelInfo:
     install: str = ""
     description: str = ""
     citation: str = ""
+    license: str = ""
     #: ``False`` for task-specific baselines (perturbation predictors, imputers,
     #: generators) that do not embed cells; their ``embed_cells`` raises
     #: :class:`ModelSkippedError` and embedding tasks report them as skipped.

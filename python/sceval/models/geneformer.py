@@ -1235,6 +1235,7 @@ _INFO_COMMON: dict[str, Any] = {
     "requires": ("torch", "transformers", "safetensors"),
     "install": "pip install torch transformers safetensors",
     "citation": "Theodoris et al., Nature 2023 (Geneformer); Chen et al., bioRxiv 2024 (V2)",
+    "license": "Apache-2.0",
 }
 
 

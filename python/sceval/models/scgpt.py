@@ -1434,6 +1434,7 @@ class ScGPTModel(_ScGPTBase):
         install="pip install torch",
         description="scGPT zero-shot <cls> cell embedding (official checkpoint, plain PyTorch)",
         citation="Cui et al., Nat. Methods 2024 (scGPT)",
+        license="MIT",
     )
 
 
@@ -1467,4 +1468,5 @@ class ScGPTRandomModel(_ScGPTBase):
         install="pip install torch",
         description="control: scGPT architecture with seeded random weights (no pretraining)",
         citation="Cui et al., Nat. Methods 2024 (scGPT); randomly initialized",
+        license="MIT",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["small_dataset", "tiny_checkpoint"]
+__all__ = ["small_dataset", "tiny_checkpoint", "tiny_checkpoint_archs"]
 
 
 def small_dataset(
@@ -31,29 +31,52 @@ def small_dataset(
     )
 
 
-def tiny_checkpoint(model_key: str, folder: Any, adata: Any, seed: int = 0) -> Any:
-    """Write a tiny random-weight checkpoint in the official layout of ``model_key``'s
+def tiny_checkpoint(
+    model_key: str, folder: Any, adata: Any, seed: int = 0, size: str = "tiny"
+) -> Any:
+    """Write a random-weight checkpoint in the official on-disk layout of ``model_key``'s
     architecture, with a vocabulary covering ``adata``'s genes; returns its folder.
 
     ``model_key`` may be a control such as ``scgpt.random`` (the architecture is the part
-    before the dot). Used by the shared model contract test and by the R tests.
+    before the dot). ``size="tiny"`` (default) writes a model small enough for tests;
+    ``size="official"`` writes the official dimensions (random weights) for throughput
+    benchmarks. Used by the shared model contract test, the benchmarks and the R tests.
+
+    Each architecture's writer lives in ``sceval.testing.<arch>`` as
+    ``write_for_adata(folder, adata, *, seed, size)``.
     """
+    import importlib
     from pathlib import Path
 
     arch = model_key.split(".", 1)[0]
-    folder = Path(folder)
-    if arch == "scgpt":
-        from sceval.testing.scgpt import write_tiny_scgpt
+    if size not in ("tiny", "official"):
+        msg = f"size must be 'tiny' or 'official', got {size!r}"
+        raise ValueError(msg)
+    try:
+        module = importlib.import_module(f"sceval.testing.{arch}")
+    except ModuleNotFoundError:
+        module = None
+    writer = getattr(module, "write_for_adata", None)
+    if writer is None:
+        msg = (
+            f"no tiny checkpoint writer for model {model_key!r}; architectures with one: "
+            f"{', '.join(tiny_checkpoint_archs())}"
+        )
+        raise ValueError(msg)
+    return writer(Path(folder), adata, seed=seed, size=size)
 
-        symbols = adata.var["gene_symbol"] if "gene_symbol" in adata.var else adata.var_names
-        return write_tiny_scgpt(folder, genes=[str(g) for g in symbols], seed=seed)
-    if arch == "geneformer":
-        from sceval.testing.geneformer import write_tiny_geneformer
 
-        if "ensembl_id" not in adata.var:
-            msg = "tiny_checkpoint('geneformer', ...) needs adata.var['ensembl_id']"
-            raise ValueError(msg)
-        ids = [str(g) for g in adata.var["ensembl_id"] if str(g)]
-        return write_tiny_geneformer(folder, ensembl_ids=ids, seed=seed)
-    msg = f"no tiny checkpoint writer for model {model_key!r}"
-    raise ValueError(msg)
+def tiny_checkpoint_archs() -> list[str]:
+    """Architectures with a checkpoint writer in :mod:`sceval.testing`."""
+    import importlib
+    import pkgutil
+
+    import sceval.testing as pkg
+
+    out = []
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name.startswith("_") or mod.name == "http":
+            continue
+        if hasattr(importlib.import_module(f"sceval.testing.{mod.name}"), "write_for_adata"):
+            out.append(mod.name)
+    return sorted(out)

@@ -219,3 +219,17 @@ def write_tiny_geneformer(
         state["bert.embeddings.position_ids"] = torch.arange(n_pos).expand((1, -1)).clone()
         torch.save(state, model_dir / "pytorch_model.bin")
     return model_dir
+
+
+def write_for_adata(folder: Path, adata: Any, *, seed: int = 0, size: str = "tiny") -> Path:
+    """:func:`sceval.testing.tiny_checkpoint` writer: a V2 vocabulary of ``adata``'s
+    ``var['ensembl_id']``; ``size="official"`` uses the V2-104M dimensions (768-d, 12
+    layers, 12 heads)."""
+    if "ensembl_id" not in adata.var:
+        msg = "tiny_checkpoint('geneformer', ...) needs adata.var['ensembl_id']"
+        raise ValueError(msg)
+    ids = [str(g) for g in adata.var["ensembl_id"] if str(g)]
+    dims: dict[str, Any] = {}
+    if size == "official":
+        dims = {"hidden": 768, "layers": 12, "heads": 12, "intermediate": 3072}
+    return write_tiny_geneformer(folder, ensembl_ids=ids, seed=seed, **dims)

@@ -210,3 +210,14 @@ def write_tiny_scgpt(
         json.dump(vocab, fh, indent=2)
     torch.save(state, folder / "best_model.pt")
     return folder
+
+
+def write_for_adata(folder: Path, adata: Any, *, seed: int = 0, size: str = "tiny") -> Path:
+    """:func:`sceval.testing.tiny_checkpoint` writer: a vocabulary of ``adata``'s gene
+    symbols; ``size="official"`` uses the released whole-human dimensions (512-d, 12
+    layers, 8 heads, 1,200 tokens)."""
+    symbols = adata.var["gene_symbol"] if "gene_symbol" in adata.var else adata.var_names
+    dims: dict[str, Any] = {}
+    if size == "official":
+        dims = {"d_model": 512, "nlayers": 12, "nhead": 8, "d_hid": 512, "max_seq_len": 1200}
+    return write_tiny_scgpt(folder, genes=[str(g) for g in symbols], seed=seed, **dims)
