@@ -444,6 +444,22 @@ def metrics_cmd() -> None:
     _print_table(list_metrics())
 
 
+def _register_command_modules() -> None:
+    """Import the other modules of :mod:`sceval.cli`; each adds its commands to ``cli``
+    with ``@cli.command`` (e.g. ``report.py``, ``datasets.py``)."""
+    import importlib
+    import pkgutil
+
+    import sceval.cli as pkg
+
+    for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if mod.name != "main" and not mod.name.startswith("_"):
+            importlib.import_module(f"sceval.cli.{mod.name}")
+
+
+_register_command_modules()
+
+
 def main() -> None:
     """Entry point of the ``sceval`` console script."""
     cli()
