@@ -54,6 +54,7 @@ __all__ = [
     "ManualDownloadError",
     "checkpoint_dir",
     "fetch",
+    "fetch_files",
     "get_checkpoint",
     "is_installed",
     "register_checkpoint",
@@ -111,12 +112,16 @@ class FileSpec:
         ``None`` and the sha256 of the first download is recorded and enforced later.
     size
         Expected size in bytes when known.
+    manual
+        ``True`` when :attr:`url` is a page to download from by hand (a portal or an
+        archive listing), not the file itself.
     """
 
     name: str
     url: str
     sha256: str | None = None
     size: int | None = None
+    manual: bool = False
 
     def __post_init__(self) -> None:
         p = PurePosixPath(self.name)
@@ -150,7 +155,7 @@ class FileSpec:
     @property
     def direct(self) -> bool:
         """Whether :attr:`url` can be fetched with a plain HTTP GET."""
-        return not any(m in self.url for m in _FOLDER_URL_MARKERS)
+        return not self.manual and not any(m in self.url for m in _FOLDER_URL_MARKERS)
 
 
 @dataclass(frozen=True)
@@ -404,7 +409,7 @@ def checkpoint_dir(name: str, *, home: str | os.PathLike[str] | None = None) -> 
     return _home(home) / "checkpoints" / spec.name
 
 
-def _files_present(spec: CheckpointSpec, folder: Path) -> bool:
+def _files_present(spec: Any, folder: Path) -> bool:
     return all((folder / f.name).is_file() for f in spec.files)
 
 
@@ -591,7 +596,7 @@ def _record_checksum(home: Path, key: str, sha: str) -> None:
         _atomic_write_text(home / CHECKSUMS_FILE, json.dumps(body, indent=1) + "\n")
 
 
-def _mirror_url(spec: CheckpointSpec, f: FileSpec, url_base: str) -> str:
+def _mirror_url(spec: Any, f: FileSpec, url_base: str) -> str:
     base = url_base.rstrip("/")
     if f.direct:
         parts = urllib.parse.urlsplit(f.url)
@@ -765,7 +770,7 @@ def _checksum_key(f: FileSpec) -> str:
 
 
 def _verify(
-    spec: CheckpointSpec,
+    spec: Any,
     f: FileSpec,
     path: Path,
     recorded: dict[str, str],
@@ -828,12 +833,14 @@ def _manual_message(spec: CheckpointSpec, dest: Path) -> str:
     )
 
 
-def _write_marker(spec: CheckpointSpec, dest: Path, shas: dict[str, str], source: str) -> None:
+def _write_marker(
+    spec: Any, dest: Path, shas: dict[str, str], source: str, kind: str = "checkpoint"
+) -> None:
     from sceval import __version__
 
     body = {
-        "checkpoint": spec.name,
-        "model": spec.model,
+        kind: spec.name,
+        "model": getattr(spec, "model", None),
         "files": {
             f.name: {"sha256": shas[f.name], "size": (dest / f.name).stat().st_size}
             for f in spec.files
@@ -899,11 +906,43 @@ def fetch(
         The server kept failing or the download stayed incomplete.
     """
     spec = CHECKPOINTS.get(name)
+    root = _home(home)
+    return fetch_files(
+        spec,
+        root / "checkpoints" / spec.name,
+        root=root,
+        url_base=url_base,
+        force=force,
+        progress=progress,
+        timeout=timeout,
+        attempts=attempts,
+        manual_message=_manual_message,
+    )
+
+
+def fetch_files(
+    spec: Any,
+    dest: Path,
+    *,
+    root: Path,
+    url_base: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    timeout: float = 60.0,
+    attempts: int = 5,
+    manual_message: Any = None,
+    kind: str = "checkpoint",
+) -> Path:
+    """Download the files of ``spec`` (a :class:`CheckpointSpec` or anything with
+    ``name``, ``files`` and ``manual``) into ``dest`` and verify them: the machinery of
+    :func:`fetch`, shared with :func:`sceval.data.registry.fetch_dataset`.
+
+    ``manual_message(spec, dest)`` explains a manual download; ``kind`` names the
+    marker's key and the lock file's folder role in messages.
+    """
     if attempts < 1:
         msg = f"attempts must be >= 1, got {attempts}."
         raise ValueError(msg)
-    root = _home(home)
-    dest = root / "checkpoints" / spec.name
     if url_base is None:
         url_base = os.environ.get(MIRROR_ENV, "").strip() or None
     if url_base is not None:
@@ -915,18 +954,18 @@ def fetch(
     shas: dict[str, str] = {}
     if spec.manual and url_base is None:
         if not _files_present(spec, dest):
-            raise ManualDownloadError(_manual_message(spec, dest))
+            raise ManualDownloadError((manual_message or _manual_message)(spec, dest))
         for f in spec.files:  # files put there by hand: verify and record them
             shas[f.name] = _verify(
                 spec, f, dest / f.name, recorded, root, delete=False, origin="placed by hand"
             )
             if f.sha256 is None and _checksum_key(f) not in recorded:
                 _record_checksum(root, _checksum_key(f), shas[f.name])
-        _write_marker(spec, dest, shas, "placed by hand")
+        _write_marker(spec, dest, shas, "placed by hand", kind)
         return dest
 
     waiting = f"waiting for another sceval fetch of {spec.name} to finish ..." if progress else None
-    with _locked(root / "checkpoints" / f".{spec.name}.lock", waiting):
+    with _locked(dest.parent / f".{spec.name}.lock", waiting):
         if not force and _read_marker(dest) is not None and _files_present(spec, dest):
             return dest  # another process finished it while this one waited
         recorded = _load_checksums(root)  # re-read: the other process may have recorded
@@ -962,5 +1001,5 @@ def fetch(
                 _record_checksum(root, _checksum_key(f), shas[f.name])
                 recorded[_checksum_key(f)] = shas[f.name]
             os.replace(part, target)
-        _write_marker(spec, dest, shas, url_base or "official")
+        _write_marker(spec, dest, shas, url_base or "official", kind)
         return dest
