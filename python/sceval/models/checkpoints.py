@@ -589,7 +589,7 @@ def _record_checksum(home: Path, key: str, sha: str) -> None:
         table = _load_checksums(home)
         table[key] = sha
         body = {
-            "comment": "sha256 of checkpoint files at their first download (sceval fetch); "
+            "comment": "sha256 of downloads (checkpoints, datasets) at their first download; "
             "later downloads of the same URL must match",
             "files": dict(sorted(table.items())),
         }
@@ -932,19 +932,21 @@ def fetch_files(
     attempts: int = 5,
     manual_message: Any = None,
     kind: str = "checkpoint",
+    mirror_env: str = MIRROR_ENV,
 ) -> Path:
     """Download the files of ``spec`` (a :class:`CheckpointSpec` or anything with
     ``name``, ``files`` and ``manual``) into ``dest`` and verify them: the machinery of
     :func:`fetch`, shared with :func:`sceval.data.registry.fetch_dataset`.
 
     ``manual_message(spec, dest)`` explains a manual download; ``kind`` names the
-    marker's key and the lock file's folder role in messages.
+    marker's key; ``mirror_env`` the environment variable read when ``url_base`` is
+    ``None``.
     """
     if attempts < 1:
         msg = f"attempts must be >= 1, got {attempts}."
         raise ValueError(msg)
     if url_base is None:
-        url_base = os.environ.get(MIRROR_ENV, "").strip() or None
+        url_base = os.environ.get(mirror_env, "").strip() or None
     if url_base is not None:
         _check_base(url_base)
     marker = _read_marker(dest)
