@@ -845,8 +845,8 @@ def ensembl_ids(adata: Any, report: Any) -> np.ndarray:
 
     Ensembl IDs are used as they are (the version suffix dropped); for symbols the
     column ``var["ensembl_id"]`` (written by :func:`sceval.data.harmonize_genes`) is used
-    when present, else the bundled human table (:func:`sceval.data.genes.map_genes`) --
-    instead of the official online ``mygene`` query.
+    when present, else the bundled gene tables (:func:`sceval.data.genes.map_genes`, species
+    detected from the names) -- instead of the official online ``mygene`` query.
     """
     col = getattr(report, "gene_id_column", None)
     ids = [str(x) for x in (adata.var[col] if col else adata.var_names)]
@@ -857,7 +857,7 @@ def ensembl_ids(adata: Any, report: Any) -> np.ndarray:
     else:
         from sceval.data.genes import map_genes
 
-        table, _ = map_genes(ids, species="human")
+        table, _ = map_genes(ids)  # species detected: mouse symbols stay mouse
         raw = [str(v) for v in table["ensembl_id"]]
     out = []
     for name in raw:
@@ -1101,8 +1101,8 @@ class _CellPLMBase(FoundationModel):
             msg = (
                 f"{err} CellPLM's gene list holds {config.n_genes} human Ensembl IDs "
                 f"(e.g. {list(config.gene_list[:2])}); symbols are mapped offline with "
-                "var['ensembl_id'] or the bundled human gene table, so mouse or other "
-                "species' genes do not match."
+                "var['ensembl_id'] or the bundled gene tables, so mouse or other species' "
+                "genes do not match (CellPLM was pretrained on human cells only)."
             )
             raise DataContractError(msg) from err
         labels, where = self._group_labels(adata, ctx)
@@ -1175,7 +1175,7 @@ class _CellPLMBase(FoundationModel):
         from sceval.data.genes import map_genes
 
         loaded = self._load(ctx)
-        table, _ = map_genes([str(g) for g in genes], species="human")
+        table, _ = map_genes([str(g) for g in genes])
         ids = []
         for g in table["ensembl_id"]:
             m = _ENSEMBL.match(str(g))
