@@ -20,6 +20,7 @@ import pandas as pd
 from sceval import __version__
 
 __all__ = [
+    "GRID_COLUMNS",
     "RESULT_COLUMNS",
     "SCHEMA_VERSION",
     "atomic_write",
@@ -47,6 +48,18 @@ RESULT_COLUMNS: dict[str, str] = {
     "sceval_version": "string",
 }
 
+#: Columns added by the grid runner (``sceval.benchmark.run_grid``) after
+#: ``RESULT_COLUMNS``: the cell hash, its hyperparameters as canonical JSON (``"{}"``
+#: when none), the peak resident memory of the cell's work (MiB), the number of cells
+#: scored and the metric subsample (``""`` or e.g. ``stratified:20000:seed0``).
+GRID_COLUMNS: dict[str, str] = {
+    "cell": "string",
+    "params": "string",
+    "peak_mem_mb": "float64",
+    "n_cells": "Int64",
+    "subsample": "string",
+}
+
 STATUSES = ("ok", "not_applicable", "skipped", "failed")
 
 
@@ -55,16 +68,22 @@ def empty_results() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in RESULT_COLUMNS.items()})
 
 
-def to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Build a results table from row dictionaries (missing keys become NA)."""
-    df = pd.DataFrame(list(rows))
-    if df.empty:
+def to_frame(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Build a results table from row dictionaries (missing keys become NA).
+
+    The grid columns (:data:`GRID_COLUMNS`) are kept, typed, when any of them is
+    present; other extra columns are dropped.
+    """
+    df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    grid = any(c in df.columns for c in GRID_COLUMNS)
+    if df.empty and not grid:
         return empty_results()
-    for col, dtype in RESULT_COLUMNS.items():
+    columns = {**RESULT_COLUMNS, **(GRID_COLUMNS if grid else {})}
+    for col, dtype in columns.items():
         if col not in df.columns:
             df[col] = pd.NA
         df[col] = df[col].astype(dtype) if dtype != "string" else df[col].fillna("").astype(dtype)
-    return df[list(RESULT_COLUMNS)].reset_index(drop=True)
+    return df[list(columns)].reset_index(drop=True)
 
 
 def atomic_write(path: str | Path, write: Any, mode: str = "w") -> Path:
@@ -116,10 +135,11 @@ def write_results(
         else:
             msg = f"Unknown results format {fmt!r}; expected 'csv' or 'parquet'."
             raise ValueError(msg)
+    columns = {**RESULT_COLUMNS, **{c: t for c, t in GRID_COLUMNS.items() if c in results}}
     meta = {
         "schema_version": SCHEMA_VERSION,
         "sceval_version": __version__,
-        "columns": RESULT_COLUMNS,
+        "columns": columns,
         "n_rows": len(results),
     }
     written["meta"] = atomic_write(
@@ -129,7 +149,8 @@ def write_results(
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    """Read a results table written by :func:`write_results` (CSV or Parquet)."""
+    """Read a results table written by :func:`write_results` or the grid runner (CSV or
+    Parquet); grid columns are kept when present."""
     path = Path(path)
     if not path.exists():
         msg = f"Results file {str(path)!r} does not exist."
@@ -139,7 +160,9 @@ def read_results(path: str | Path) -> pd.DataFrame:
     if missing:
         msg = f"{str(path)!r} is not an sceval results table: columns {missing} are missing."
         raise ValueError(msg)
-    return to_frame(df.to_dict("records"))
+    if "params" in df.columns and path.suffix != ".parquet":
+        df["params"] = df["params"].fillna("{}")
+    return to_frame(df)
 
 
 def summarize(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

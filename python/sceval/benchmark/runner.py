@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -24,7 +25,13 @@ from sceval.models.controls import ExternalEmbedding
 from sceval.models.foundation import FoundationModel
 from sceval.tasks.base import TASKS, Task
 
-__all__ = ["DEFAULT_MODELS", "compute_embedding", "default_tasks", "run_benchmark"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "compute_embedding",
+    "default_tasks",
+    "run_benchmark",
+    "score_task",
+]
 
 #: Models run when the caller names none: every baseline and control.
 DEFAULT_MODELS = ("pca", "harmony", "scvi", "combat", "unintegrated", "shuffled", "labels")
@@ -162,6 +169,60 @@ def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def score_task(
+    task: Task, adata: Any, model: Model, ctx: EmbedContext, lazy: Any
+) -> tuple[list[tuple[str, float, str, str, float]], str]:
+    """Run one task on one model; never raises for a model's or task's failure.
+
+    Parameters
+    ----------
+    task, model
+        The task and the model.
+    adata, ctx
+        The data and the embedding context.
+    lazy
+        A callable returning the embedding with ``seconds`` (compute time) and ``note``
+        attributes (:class:`LazyEmbedding`).
+
+    Returns
+    -------
+    results, status
+        ``(metric, value, status, message, runtime_s)`` per metric, where ``runtime_s`` is
+        the embedding's compute time plus the task's; and the overall status (``ok``,
+        ``skipped``, ``not_applicable`` or ``failed``).
+    """
+    spent0 = _spent(lazy)
+    t1 = time.perf_counter()
+
+    def runtime() -> float:
+        # the embedding's compute time once, plus the task's own time (an embedding
+        # computed inside task.run is not counted twice)
+        return lazy.seconds + (time.perf_counter() - t1) - (_spent(lazy) - spent0)
+
+    try:
+        res = task.run(adata, model, ctx, lazy)
+        rt = runtime()
+        return [(r.metric, r.value, r.status, _join(lazy.note, r.message), rt) for r in res], "ok"
+    except (ModelSkippedError, MissingDependencyError) as err:
+        rt = runtime()
+        return [(m, np.nan, "skipped", str(err), rt) for m in task.metric_keys()], "skipped"
+    except NotApplicableError as err:
+        rt = runtime()
+        out = [(m, np.nan, "not_applicable", str(err), rt) for m in task.metric_keys()]
+        return out, "not_applicable"
+    except Exception as err:  # a model's failure must not stop the others
+        rt = runtime()
+        tb = traceback.format_exc(limit=3).splitlines()
+        where = f" | {tb[-2].strip()}" if len(tb) > 1 else ""
+        msg = f"{type(err).__name__}: {err}{where}"
+        return [(m, np.nan, "failed", msg, rt) for m in task.metric_keys()], "failed"
+
+
+def _spent(lazy: Any) -> float:
+    """Seconds this process spent computing ``lazy``'s embedding so far."""
+    return float(getattr(lazy, "spent", getattr(lazy, "seconds", 0.0)))
+
+
 def run_benchmark(
     adata: Any,
     models: str | Sequence[str] | None = None,
@@ -280,32 +341,289 @@ def run_benchmark(
             lazy = LazyEmbedding(model, adata, ctx, store=store_embeddings)
             statuses = set()
             for task in task_objs:
-                t1 = time.perf_counter()
-                try:
-                    res = task.run(adata, model, ctx, lazy)
-                    rt = lazy.seconds + time.perf_counter() - t1
-                    results = [
-                        (r.metric, r.value, r.status, _join(lazy.note, r.message), rt) for r in res
-                    ]
-                    statuses.add("ok")
-                except (ModelSkippedError, MissingDependencyError) as err:
-                    rt = lazy.seconds + time.perf_counter() - t1
-                    results = [(m, np.nan, "skipped", str(err), rt) for m in task.metric_keys()]
-                    statuses.add("skipped")
-                except NotApplicableError as err:
-                    rt = lazy.seconds + time.perf_counter() - t1
-                    results = [
-                        (m, np.nan, "not_applicable", str(err), rt) for m in task.metric_keys()
-                    ]
-                    statuses.add("not_applicable")
-                except Exception as err:  # a model's failure must not stop the others
-                    rt = lazy.seconds + time.perf_counter() - t1
-                    tb = traceback.format_exc(limit=3).splitlines()
-                    where = f" | {tb[-2].strip()}" if len(tb) > 1 else ""
-                    msg = f"{type(err).__name__}: {err}{where}"
-                    results = [(m, np.nan, "failed", msg, rt) for m in task.metric_keys()]
-                    statuses.add("failed")
+                results, status = score_task(task, adata, model, ctx, lazy)
+                statuses.add(status)
                 add_rows(model, seed, task, results)
             if callback:
                 callback(f"seed {seed} {model.info.key}: {'/'.join(sorted(statuses))}")
     return to_frame(rows)
+
+
+# ------------------------------------------------------------------ config-driven grids
+
+
+def _as_config(config: Any) -> Any:
+    from sceval.benchmark.config import Config, load_config, parse_config
+
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, dict):
+        return parse_config(config)
+    return load_config(config)
+
+
+def _out_dir(cfg: Any, out: Any) -> Any:
+    from pathlib import Path
+
+    return Path(out if out is not None else (cfg.out or "sceval-out")).resolve()
+
+
+def plan_grid(config: Any, out: Any = None) -> pd.DataFrame:
+    """The grid of a config without running it (``sceval run --config X --dry-run``).
+
+    Parameters
+    ----------
+    config
+        A :class:`~sceval.benchmark.config.Config`, a dict or the path of a YAML file.
+    out
+        Output folder (default: the config's ``out`` or ``sceval-out``); ``done`` says
+        whether a cell's file is already there.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell: ``dataset``, ``model``, ``task``, ``seed``, ``params``,
+        ``subsample``, ``gpu``, ``cell`` (hash), ``done``.
+    """
+    from sceval.benchmark.grid import expand_grid
+    from sceval.benchmark.jobs import cell_path
+
+    cfg = _as_config(config)
+    outdir = _out_dir(cfg, out)
+    cells, _, _ = expand_grid(cfg, outdir if outdir.exists() else None, _local_gpu(cfg.device))
+    return pd.DataFrame(
+        {
+            "dataset": [c.dataset.name for c in cells],
+            "model": [c.model.name for c in cells],
+            "task": [c.task.key for c in cells],
+            "seed": [c.seed for c in cells],
+            "params": [c.params_json for c in cells],
+            "subsample": [c.subsample.tag(c.seed) if c.subsample else "" for c in cells],
+            "gpu": [c.gpu for c in cells],
+            "cell": [c.hash for c in cells],
+            "done": [cell_path(outdir, c.hash).exists() for c in cells],
+        }
+    )
+
+
+def _local_gpu(device: str) -> bool:
+    if device == "cpu":
+        return False
+    return _resolve_device(device) == "cuda"
+
+
+def read_cells(out: Any, hashes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Concatenate ``OUTDIR/cells/*.parquet`` (only ``hashes`` when given), sorted by
+    dataset, task, model, seed, params and metric order."""
+    from pathlib import Path
+
+    from sceval.benchmark.results import to_frame
+
+    folder = Path(out) / "cells"
+    files = (
+        [folder / f"{h}.parquet" for h in hashes]
+        if hashes is not None
+        else sorted(folder.glob("*.parquet"))
+    )
+    frames = [pd.read_parquet(f) for f in files if f.exists()]
+    if not frames:
+        return to_frame([{"cell": ""}]).iloc[0:0]
+    return to_frame(pd.concat(frames, ignore_index=True))
+
+
+def run_grid(
+    config: Any,
+    out: Any = None,
+    *,
+    executor: Any = None,
+    workers: int | None = None,
+    address: str | None = None,
+    resume: bool = True,
+    retry_failed: bool = False,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Run a benchmark grid (datasets x models x tasks x seeds x hyperparameters).
+
+    Every finished cell is written to ``OUT/cells/<hash>.parquet`` atomically; a rerun
+    skips cells whose file exists, so an interrupted run loses only unfinished cells.
+    Embeddings are cached in ``OUT/cache/`` and shared by the tasks of a (dataset,
+    model, seed). At the end ``OUT/results.parquet`` and ``OUT/results.csv`` are
+    rebuilt from the grid's cells, and ``OUT/run.json`` and ``OUT/config.yaml`` record
+    the run.
+
+    Parameters
+    ----------
+    config
+        A :class:`~sceval.benchmark.config.Config`, a dict or a YAML file path.
+    out
+        Output folder (default: the config's ``out``, else ``sceval-out``).
+    executor
+        ``"inline"`` (default, or the config's ``executor.kind``), ``"processes"``,
+        ``"dask"``, an :class:`~sceval.benchmark.executors.Executor` or a
+        ``distributed.Client``.
+    workers
+        Processes of the pool / workers of a Dask ``LocalCluster``.
+    address
+        Scheduler address of a running Dask cluster.
+    resume
+        Skip cells that are already finished (False: run every cell again, ignoring the
+        embedding cache).
+    retry_failed
+        Run cells again whose rows have status ``failed``.
+    progress
+        Show a progress bar on stderr (default: when stderr is a terminal).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The results of every cell of the grid: the results schema plus ``cell``,
+        ``params``, ``peak_mem_mb``, ``n_cells``, ``subsample``.
+
+    Raises
+    ------
+    RuntimeError
+        When jobs did not finish (e.g. their worker was lost); finished cells are kept
+        and a rerun completes the grid.
+    """
+    import json
+    import sys
+
+    import yaml
+
+    from sceval.benchmark.executors import make_executor
+    from sceval.benchmark.grid import expand_grid, group_jobs
+    from sceval.benchmark.jobs import cell_path, clear_datasets
+    from sceval.benchmark.record import now, run_record
+    from sceval.benchmark.results import atomic_write, write_results
+
+    cfg = _as_config(config)
+    outdir = _out_dir(cfg, out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    kind = executor if executor is not None else cfg.executor.kind
+    ex = make_executor(
+        kind,
+        workers=workers if workers is not None else cfg.executor.workers,
+        address=address if address is not None else cfg.executor.address,
+    )
+    owns = not hasattr(kind, "run") and type(kind).__name__ != "Client"
+    try:
+        gpu = _local_gpu(cfg.device) or (cfg.device != "cpu" and ex.gpu_workers())
+        cells, data_ids, model_ids = expand_grid(cfg, outdir, gpu)
+        if cfg.device == "cuda" and ex.kind == "dask" and not ex.gpu_workers():
+            msg = (
+                "device: cuda, but no Dask worker offers a GPU; start GPU workers with "
+                "`dask worker ADDRESS --resources GPU=1`, or set device: cpu."
+            )
+            raise ValueError(msg)
+        if not resume:
+            for c in cells:
+                cell_path(outdir, c.hash).unlink(missing_ok=True)
+        elif retry_failed:
+            for c in cells:
+                f = cell_path(outdir, c.hash)
+                if (
+                    f.exists()
+                    and (pd.read_parquet(f, columns=["status"])["status"] == "failed").any()
+                ):
+                    f.unlink()
+        todo = [c for c in cells if not cell_path(outdir, c.hash).exists()]
+        jobs = group_jobs(todo, cfg, outdir, data_ids, model_ids)
+        if not resume:
+            jobs = [dataclasses.replace(j, extra={**j.extra, "overwrite": True}) for j in jobs]
+        jobs.sort(key=lambda j: (j.dataset.name, j.gpu, j.model.name, j.seed))
+        resolved = cfg.to_dict()
+        atomic_write(
+            outdir / "config.yaml", lambda fh: yaml.safe_dump(resolved, fh, sort_keys=False)
+        )
+        started = now()
+        record = run_record(
+            resolved,
+            seeds=list(cfg.seeds),
+            data_ids=data_ids,
+            model_ids=model_ids,
+            executor=ex.describe(),
+            n_cells=len(cells),
+            n_todo=len(todo),
+            started=started,
+        )
+        record["status"] = "running"
+        _write_json(outdir / "run.json", record)
+        show = sys.stderr.isatty() if progress is None else progress
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=len(cells),
+            initial=len(cells) - len(todo),
+            desc="grid cells",
+            unit="cell",
+            file=sys.stderr,
+            disable=not show,
+        )
+        counts: dict[str, int] = {}
+        embed_s = task_s = 0.0
+
+        def on_cell(item: dict[str, Any]) -> None:
+            nonlocal embed_s, task_s
+            counts[item["status"]] = counts.get(item["status"], 0) + 1
+            embed_s += float(item.get("embed_s", 0.0))
+            task_s += float(item.get("task_s", 0.0))
+            bar.update(1)
+
+        t0 = time.perf_counter()
+        try:
+            errors = ex.run(jobs, on_cell)
+        finally:
+            bar.close()
+            if ex.kind == "inline":
+                clear_datasets()
+        wall = time.perf_counter() - t0
+        results = read_cells(outdir, [c.hash for c in cells])
+        results = _sorted(results, cells)
+        write_results(results, outdir)
+        missing = [c.hash for c in cells if not cell_path(outdir, c.hash).exists()]
+        record.update(
+            status="complete" if not missing else "incomplete",
+            finished=now(),
+            wall_s=wall,
+            cells_run=sum(counts.values()),
+            cells_by_status=counts,
+            cells_missing=len(missing),
+            compute_s={"embedding": embed_s, "tasks": task_s},
+            errors=errors,
+        )
+        _write_json(outdir / "run.json", record)
+        del json
+    finally:
+        if owns:
+            ex.close()
+    if missing:
+        msg = (
+            f"{len(missing)} of {len(cells)} grid cells did not finish "
+            f"({'; '.join(errors[:3]) or 'jobs were lost'}). Finished cells are saved in "
+            f"{str(outdir / 'cells')!r}; run the same command again to complete the grid."
+        )
+        raise RuntimeError(msg)
+    return results
+
+
+def _sorted(results: pd.DataFrame, cells: Sequence[Any]) -> pd.DataFrame:
+    """Rows in grid order (cell order of the config, metrics in task order)."""
+    if results.empty:
+        return results
+    order = {c.hash: i for i, c in enumerate(cells)}
+    pos = results["cell"].map(order)
+    within = results.groupby("cell", sort=False).cumcount()
+    return (
+        results.assign(_o=pos.to_numpy(), _w=within.to_numpy())
+        .sort_values(["_o", "_w"], kind="stable")
+        .drop(columns=["_o", "_w"])
+        .reset_index(drop=True)
+    )
+
+
+def _write_json(path: Any, data: dict[str, Any]) -> None:
+    import json
+
+    from sceval.benchmark.results import atomic_write
+
+    atomic_write(path, lambda fh: json.dump(data, fh, indent=2, default=str))

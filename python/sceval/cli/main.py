@@ -161,7 +161,44 @@ def cli() -> None:
     help="obs column marking reference/query (train/test) cells for annotation.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option(
+    "--config",
+    "config",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Run the grid of a YAML benchmark config (datasets x models x tasks x seeds x "
+    "hyperparameters); see inst/examples/. Resumes: finished cells are skipped.",
+)
+@click.option("--dry-run", is_flag=True, help="With --config: print the grid and its size only.")
+@click.option(
+    "--processes",
+    "n_processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --config: run jobs in a local pool of N processes.",
+)
+@click.option(
+    "--dask",
+    "dask_address",
+    default=None,
+    metavar="ADDRESS",
+    help="With --config: run jobs on the Dask cluster at ADDRESS (e.g. tcp://host:8786). "
+    "GPU workers must be started with --resources GPU=1.",
+)
+@click.option(
+    "--dask-local",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="With --config: start a local Dask cluster of N worker processes.",
+)
+@click.option(
+    "--no-resume", is_flag=True, help="With --config: run every cell again (ignore finished)."
+)
+@click.option("--retry-failed", is_flag=True, help="With --config: run cells that failed again.")
+@click.pass_context
 def run_cmd(
+    click_ctx: click.Context,
     data: Path | None,
     models: str | None,
     tasks: str | None,
@@ -179,13 +216,43 @@ def run_cmd(
     params: tuple[str, ...],
     split_key: str | None,
     quiet: bool,
+    config: Path | None,
+    dry_run: bool,
+    n_processes: int | None,
+    dask_address: str | None,
+    dask_local: int | None,
+    no_resume: bool,
+    retry_failed: bool,
 ) -> None:
     """Benchmark models on DATA.h5ad (or, without DATA, on the embedded default:
     pbmc68k_reduced for annotation and a simulated 3-batch dataset for integration).
 
     Writes OUT/results.csv and OUT/results.parquet (one row per dataset, task, model,
     seed, metric) and prints a summary.
+
+    With --config X.yaml, runs the config's grid instead: each finished cell is saved in
+    OUT/cells/ (a rerun skips it), embeddings are cached in OUT/cache/, and OUT/run.json
+    records versions, hardware, checksums and the config. Jobs run in this process
+    (default), in a process pool (--processes N) or on Dask (--dask ADDRESS,
+    --dask-local N).
     """
+    grid_opts = {
+        "--dry-run": dry_run,
+        "--processes": n_processes is not None,
+        "--dask": dask_address is not None,
+        "--dask-local": dask_local is not None,
+        "--no-resume": no_resume,
+        "--retry-failed": retry_failed,
+    }
+    if config is not None:
+        _run_config(
+            click_ctx, data, config, grid_opts, out, dask_address, dask_local, n_processes, quiet
+        )
+        return
+    used = [k for k, v in grid_opts.items() if v]
+    if used:
+        _fail(click.BadParameter(f"{', '.join(used)} only apply with --config X.yaml."))
+        return
     from sceval.benchmark.results import write_results
     from sceval.benchmark.runner import DEFAULT_MODELS, _as_list, _resolve_device, run_benchmark
     from sceval.data.io import read_h5ad
@@ -256,6 +323,104 @@ def run_cmd(
     click.echo(format_summary(results))
     n_bad = int(results["status"].isin(["failed"]).sum())
     click.echo(f"\n{len(results)} rows -> " + ", ".join(str(p) for p in written.values()))
+    if n_bad:
+        click.echo(f"{n_bad} rows failed; see the message column.", err=True)
+
+
+#: ``sceval run`` options that a config replaces (an error to combine with --config).
+_CONFIG_REPLACES = {
+    "models": "models:",
+    "tasks": "tasks:",
+    "batch_key": "batch_key: (per dataset)",
+    "label_key": "label_key: (per dataset)",
+    "counts_layer": "counts_layer: (per dataset)",
+    "gene_id_column": "gene_id_column: (per dataset)",
+    "embeddings": None,
+    "seeds": "seeds:",
+    "dataset_name": "name: (per dataset)",
+    "device": "device:",
+    "formats": None,
+    "checkpoints": "checkpoint: (per model)",
+    "params": "params: (per model or task)",
+    "split_key": "task_params: {annotation: {split_key: ...}} (per dataset)",
+}
+
+
+def _run_config(
+    click_ctx: click.Context,
+    data: Path | None,
+    config: Path,
+    opts: dict[str, bool],
+    out: Path,
+    dask_address: str | None,
+    dask_local: int | None,
+    n_processes: int | None,
+    quiet: bool,
+) -> None:
+    """``sceval run --config``: the grid runner (dry run, executors, resume)."""
+    from click.core import ParameterSource
+
+    from sceval.benchmark.config import load_config
+    from sceval.benchmark.runner import plan_grid, run_grid
+
+    try:
+        if data is not None:
+            msg = f"give either DATA ({data}) or --config, not both; name datasets in the config."
+            raise click.BadParameter(msg)
+        for name, instead in _CONFIG_REPLACES.items():
+            if click_ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+                opt = (
+                    "--" + name.replace("_", "-").rstrip("s")
+                    if name in ("checkpoints", "params", "formats")
+                    else "--" + name.replace("_", "-")
+                )
+                where = f"; set {instead} in the config" if instead else ""
+                raise click.BadParameter(f"{opt} cannot be combined with --config{where}.")
+        executors = [k for k in ("--processes", "--dask", "--dask-local") if opts[k]]
+        if len(executors) > 1:
+            raise click.BadParameter(f"choose one executor; got {', '.join(executors)}.")
+        cfg = load_config(config)
+        out_explicit = click_ctx.get_parameter_source("out") == ParameterSource.COMMANDLINE
+        outdir = out if out_explicit else None
+        if opts["--dry-run"]:
+            plan = plan_grid(cfg, outdir)
+            with pd.option_context(
+                "display.max_colwidth", 60, "display.width", 200, "display.max_rows", None
+            ):
+                click.echo(plan.to_string(index=False))
+            n_done = int(plan["done"].sum())
+            click.echo(
+                f"\n{len(plan)} cells ({plan['dataset'].nunique()} datasets x "
+                f"{plan['model'].nunique()} models x {plan['task'].nunique()} tasks x "
+                f"{plan['seed'].nunique()} seeds, with hyperparameter grids); "
+                f"{n_done} done, {len(plan) - n_done} to run."
+            )
+            return
+        kind: str | None = None
+        workers = address = None
+        if n_processes is not None:
+            kind, workers = "processes", n_processes
+        elif dask_address is not None:
+            kind, address = "dask", dask_address
+        elif dask_local is not None:
+            kind, workers = "dask", dask_local
+        results = run_grid(
+            cfg,
+            outdir,
+            executor=kind,
+            workers=workers,
+            address=address,
+            resume=not opts["--no-resume"],
+            retry_failed=opts["--retry-failed"],
+            progress=False if quiet else None,
+        )
+    except (ScevalError, ValueError, click.BadParameter, RuntimeError, ImportError) as err:
+        _fail(err)
+        return
+    click.echo(format_summary(results))
+    target = outdir or (cfg.out or "sceval-out")
+    click.echo(f"\n{len(results)} rows, {results['cell'].nunique()} cells -> {target}")
+    n_bad = int((results["status"] == "failed").sum())
     if n_bad:
         click.echo(f"{n_bad} rows failed; see the message column.", err=True)
 
