@@ -40,8 +40,8 @@ cells are grouped by ``group_by`` (default: the benchmark's batch key, else one 
 and each group is embedded in one pass, or in chunks of at most ``batch_size`` cells
 (consecutive in data order, as official, or in a seeded random order with
 ``shuffle=True``). The result message records the grouping. Large and backed data are
-embedded as one whole (only the matched counts are kept in memory), so chunked
-streaming does not change the embeddings.
+embedded as one whole (backed data are read in chunks and only their counts are kept in
+memory), so chunked streaming does not change the embeddings.
 
 Gumbel sampling in the GMVAE latent
 -----------------------------------
