@@ -424,6 +424,19 @@ def test_bad_resolution_and_pickled_objects(data, ckpt, tmp_path):
         get_model("scfoundation", checkpoint=str(tmp_path)).embed_cells(data, _ctx(data))
 
 
+def test_numpy_scalars_in_config_load_through_the_allowlist(data, ckpt, tmp_path):
+    def numpy_config(obj):
+        cfg = obj["cell"]["config"]["model_config"]["mae_autobin"]
+        cfg["bin_alpha"] = np.float64(1.0)
+        cfg["pad_token_id"] = np.int64(103)
+
+    folder = _rewrite(tmp_path, ckpt, numpy_config)
+    cells = data[:5].copy()
+    a = get_model("scfoundation", checkpoint=str(folder)).embed_cells(cells, _ctx(cells))
+    b = get_model("scfoundation", checkpoint=str(ckpt)).embed_cells(cells, _ctx(cells))
+    np.testing.assert_array_equal(a, b)
+
+
 # ----------------------------------------------------------------- CLI
 
 

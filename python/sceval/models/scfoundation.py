@@ -17,9 +17,12 @@ A folder with
   ``config`` (``{"model": "mae_autobin", "model_config": {"mae_autobin": {...}},
   "dataset_config": {"rnaseq": {...}}}``, merged as ``load.py:convertconfig`` does) and a
   Lightning ``state_dict`` whose keys start with ``model.`` (stripped here). It is read with
-  ``torch.load(weights_only=True)`` (:func:`sceval.models._safe_load.safe_torch_load`); if
-  the official file needed any non-tensor global beyond what ``weights_only`` accepts, the
-  error names it and no code from the file is run.
+  ``torch.load(weights_only=True)`` (:func:`sceval.models._safe_load.safe_torch_load`).
+  When that refuses only numpy globals (numpy scalars or small numeric arrays in a
+  config), it is retried with numpy's data-only reconstruction functions and numeric
+  dtypes added to the ``weights_only`` allowlist; any other global is refused with an
+  error naming it, and no code from the file is ever run. (The official file itself could
+  not be inspected offline.)
 * ``OS_scRNA_gene_index.19264.tsv``: the fixed gene order (tab-separated, columns
   ``gene_name`` and ``index``; 19,264 human gene symbols). A copy of the official ``model/``
   folder (``models/models.ckpt`` one level down) is accepted too.
@@ -67,6 +70,7 @@ from __future__ import annotations
 
 import functools
 import math
+import pickle
 import types
 import warnings
 from dataclasses import dataclass, field
@@ -77,7 +81,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sceval._errors import ModelSkippedError, ScevalError
-from sceval.models._safe_load import describe_key_mismatch, safe_torch_load
+from sceval.models._safe_load import UnsafePickleError, describe_key_mismatch, safe_torch_load
 from sceval.models.base import EmbedContext, ModelInfo, register_model
 from sceval.models.checkpoints import CheckpointSpec, FileSpec, register_checkpoint
 from sceval.models.foundation import (
@@ -619,6 +623,52 @@ def _strip_prefix(state: dict[str, Any]) -> dict[str, Any]:
     return {(k[len("model.") :] if k.startswith("model.") else k): v for k, v in state.items()}
 
 
+def _numpy_globals() -> list[Any]:
+    """numpy's data-only pickle globals: scalar and array reconstruction and numeric
+    dtypes (what a config holding ``np.float64`` values or small arrays needs)."""
+    import importlib
+
+    major = int(np.__version__.split(".")[0])
+    multiarray = importlib.import_module(
+        "numpy._core.multiarray" if major >= 2 else "numpy.core.multiarray"
+    )
+    out: list[Any] = [np.dtype, np.ndarray, multiarray.scalar, multiarray._reconstruct]
+    out += [type(np.dtype(c)) for c in "?bhilqBHILQefd"]
+    return out
+
+
+def _load_ckpt(path: str | Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``; if it refuses a numpy global only, once more with
+    :func:`_numpy_globals` added to the ``weights_only`` allowlist (never a full unpickle).
+    """
+    import torch
+
+    try:
+        return safe_torch_load(path)
+    except UnsafePickleError as err:
+        if "GLOBAL numpy" not in str(err):
+            msg = (
+                f"{err} The official models.ckpt holds only dictionaries, numbers, strings "
+                "and tensors; if yours was re-saved with other Python objects, convert it "
+                "once where you trust it: load it and torch.save a copy in which every "
+                "config value is a plain dict/list/str/int/float."
+            )
+            raise UnsafePickleError(msg) from err
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        msg = (
+            f"{str(path)!r} needs more than tensors and numpy numbers to load (weights_only "
+            f"loading refused it: {err}). sceval never runs code from checkpoint files."
+        )
+        raise UnsafePickleError(msg) from err
+    if not isinstance(obj, dict):
+        msg = f"{str(path)!r} holds a {type(obj).__name__}, expected a dictionary"
+        raise UnsafePickleError(msg)
+    return obj
+
+
 def load_subcheckpoint(path: str | Path, mode: str) -> tuple[ScFoundationConfig, dict[str, Any]]:
     """Config and state dict (prefix stripped, float32) of sub-checkpoint ``mode``.
 
@@ -635,7 +685,7 @@ def load_subcheckpoint(path: str | Path, mode: str) -> tuple[ScFoundationConfig,
         msg = f"mode must be one of {MODES}, got {mode!r}"
         raise ValueError(msg)
     where = str(path)
-    obj = safe_torch_load(path)
+    obj = _load_ckpt(path)
     if mode not in obj:
         msg = (
             f"{where!r} has no sub-checkpoint {mode!r}: its top-level keys are "
