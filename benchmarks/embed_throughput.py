@@ -55,7 +55,9 @@ def time_model(key: str, args: argparse.Namespace, root: Path) -> dict:
     from sceval.models import EmbedContext, get_model
     from sceval.testing import tiny_checkpoint
 
-    adata = _data(args.cells + args.warmup, args.genes, args.species, args.seed)
+    # the simulator needs a few cells per type and batch: simulate at least 40, keep the rest
+    n = args.cells + args.warmup
+    adata = _data(max(n, 40), args.genes, args.species, args.seed)[:n].copy()
     t0 = time.perf_counter()
     folder = tiny_checkpoint(key, root / key.replace(".", "_"), adata, size=args.size)
     write_s = time.perf_counter() - t0

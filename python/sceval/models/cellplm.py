@@ -138,19 +138,11 @@ class CellPLMCheckpointError(ScevalError, ValueError):
 # --------------------------------------------------------------------------- checkpoints
 
 
-class _FolderFileSpec(FileSpec):
-    """A file inside a shared Dropbox folder: no per-file URL is published, so the file
-    is downloaded by hand (``sceval fetch`` prints the steps)."""
-
-    @property
-    def direct(self) -> bool:
-        return False
-
-
 def _spec(version: str, latent: str, description: str) -> CheckpointSpec:
     files = (
-        _FolderFileSpec(f"{version}.config.json", _DROPBOX),
-        _FolderFileSpec(f"{version}.best.ckpt", _DROPBOX),
+        # a shared Dropbox folder: no per-file URL is published (manual download)
+        FileSpec(f"{version}.config.json", _DROPBOX, manual=True),
+        FileSpec(f"{version}.best.ckpt", _DROPBOX, manual=True),
     )
     return CheckpointSpec(
         name=f"cellplm.{version.lower()}",

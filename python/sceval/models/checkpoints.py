@@ -821,11 +821,14 @@ def _verify(
 def _manual_message(spec: CheckpointSpec, dest: Path) -> str:
     urls = sorted({f.url for f in spec.files if not f.direct})
     names = ", ".join(f.name for f in spec.files)
+    gdrive = any("drive.google.com" in u for u in urls)
+    where = "a Google Drive folder" if gdrive else "a shared folder or portal page"
+    tool = f" (or the whole folder, e.g. with the third-party tool `gdown --folder {urls[0]}`)"
     return (
-        f"checkpoint {spec.name!r} is published as a Google Drive folder ({', '.join(urls)}), "
+        f"checkpoint {spec.name!r} is published as {where} ({', '.join(urls)}), "
         "which cannot be downloaded file by file over plain HTTP. Download it by hand: open "
-        f"that link, download {names} (or the whole folder, e.g. with the third-party tool "
-        f"`gdown --folder {urls[0]}`), and put the files in {str(dest)!r}; then run "
+        f"that link, download {names}{tool if gdrive else ''}, and put the files in "
+        f"{str(dest)!r}; then run "
         f"`sceval fetch {spec.name}` again to verify them. Or keep the folder anywhere and pass "
         f"checkpoint=PATH (Python) / --checkpoint {spec.model}=PATH (command line). A mirror "
         f"serving <mirror>/{spec.name}/<file> works too: --mirror URL or ${MIRROR_ENV}. "
