@@ -1,5 +1,10 @@
 """scFoundation: fidelity against an independent reference forward, preprocessing,
-official-layout loading, bad inputs and a CLI run (tiny random-weight checkpoints)."""
+official-layout loading, bad inputs and a CLI run (tiny random-weight checkpoints).
+
+The repository ships official embeddings (e.g. ``DeepCDR/data/50M-0.1B-res_embedding.npy``,
+``SCAD/data/split_norm/*_embedding.npy``), but the weights (SharePoint) and most of the
+inputs (Figshare) cannot be obtained offline, so no comparison against them is made here.
+"""
 
 from __future__ import annotations
 
@@ -140,6 +145,10 @@ def _ref_genes(sd, cfg, x):
     return dec[0, : x.shape[1] - 2]
 
 
+def _dense(x):
+    return np.asarray(x.todense() if hasattr(x, "todense") else x, dtype=np.float64)
+
+
 def _gene_list(folder):
     return pd.read_csv(folder / sf.GENE_LIST_FILE, sep="\t")["gene_name"].tolist()
 
@@ -155,11 +164,7 @@ def test_cell_embedding_matches_reference(data, ckpt, mode, res):
     assert emb.shape == (24, 4 * 16)
     sd, cfg = _raw(ckpt, mode)
     genes = _gene_list(ckpt)
-    counts = np.asarray(
-        cells.layers["counts"].todense()
-        if hasattr(cells.layers["counts"], "todense")
-        else cells.layers["counts"]
-    )
+    counts = _dense(cells.layers["counts"])
     with torch.no_grad():
         ref = np.stack(
             [
@@ -181,7 +186,7 @@ def test_gene_embedding_matches_reference(data, ckpt):
     assert got.shape == (3, sf.N_GENES, 8)
     sd, cfg = _raw(ckpt, "gene")
     genes = _gene_list(ckpt)
-    counts = np.asarray(cells.layers["counts"].todense())
+    counts = _dense(cells.layers["counts"])
     with torch.no_grad():
         for i in range(3):
             ref = _ref_genes(sd, cfg, _ref_input(counts[i], list(cells.var_names), genes)).numpy()
@@ -191,6 +196,8 @@ def test_gene_embedding_matches_reference(data, ckpt):
     sel = list(cells.var_names[:4])
     part = m.gene_embeddings(cells, ctx, genes=sel)
     np.testing.assert_allclose(part, got[:, [genes.index(g) for g in sel]], atol=1e-5)
+    with pytest.raises(ValueError, match=r"1 of the requested genes are not in .*'NOPE'"):
+        m.gene_embeddings(cells, ctx, genes=["NOPE", sel[0]])
 
 
 def test_embed_genes_context(data, ckpt):

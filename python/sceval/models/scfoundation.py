@@ -1157,7 +1157,17 @@ class _ScFoundationBase(FoundationModel):
         loaded = self._load(ctx, "gene")
         toks = self.tokenize(adata, ctx, loaded.genes)
         index = {g: i for i, g in enumerate(loaded.genes)}
-        sel = None if genes is None else np.array([index[g] for g in genes], dtype=np.int64)
+        sel = None
+        if genes is not None:
+            unknown = [g for g in genes if g not in index]
+            if unknown:
+                msg = (
+                    f"model {self.info.key!r}: {len(unknown)} of the requested genes are not "
+                    f"in {GENE_LIST_FILE}, e.g. {unknown[:5]}; expected gene symbols of that "
+                    "list. Fix: pass symbols (see sceval.harmonize_genes) or genes=None."
+                )
+                raise ValueError(msg)
+            sel = np.array([index[g] for g in genes], dtype=np.int64)
         return decoder_gene_embeddings(
             loaded.model, toks, genes=sel, device=self._device(ctx), precision=self._precision()
         )
