@@ -974,7 +974,7 @@ def cell_embeddings(
     tokenizer: CellFMTokenizer,
     *,
     batch_size: int = 16,
-    max_tokens: int | None = 16 * (MAX_GENES + 1),
+    max_tokens: int | None = None,
     device: str = "cpu",
     precision: str = "auto",
 ) -> np.ndarray:
@@ -1152,6 +1152,7 @@ class _CellFMBase(FoundationModel):
             loaded.model,
             tok,
             batch_size=int(self.params.get("batch_size", 16)),
+            max_tokens=self.params.get("max_tokens"),
             device=self._device(ctx),
             precision=self._precision(),
         )
@@ -1190,6 +1191,8 @@ _PARAMS_DOC = """
         ``expand_gene_info.csv``, or ``base_weight.ckpt`` + ``gene_info.csv``).
     batch_size
         Cells per forward pass (default 16, as the official ``get_embed``).
+    max_tokens
+        Optional cap on padded tokens per forward pass (memory).
     precision
         ``"auto"`` (bf16 on CUDA when supported, fp32 on CPU), ``"fp32"``, ``"bf16"``,
         ``"fp16"``.
