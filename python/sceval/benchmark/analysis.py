@@ -51,6 +51,7 @@ __all__ = [
     "seed_summary",
     "sensitivity",
     "sensitivity_curves",
+    "usability",
 ]
 
 #: Columns a grid run adds to every row (absent from a plain ``run_benchmark`` table).
@@ -498,18 +499,40 @@ def scaled_scores(results: pd.DataFrame) -> pd.DataFrame:
     return out[cols].reset_index(drop=True)
 
 
-def _usability(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean runtime_s and peak_mem_mb per grid cell, per (model, model_kind, params)."""
-    has_cell = df["cell"].astype(str).str.len().gt(0).all() and len(df) > 0
+def usability(results: pd.DataFrame, per_task: bool = False) -> pd.DataFrame:
+    """Mean wall time and peak memory per grid cell of each model setting.
+
+    Parameters
+    ----------
+    results
+        A results table. A grid cell is one ``cell`` hash; in a plain ``run_benchmark``
+        table (no ``cell`` column) it is one (dataset, task, seed) run of a model.
+    per_task
+        One row per task as well (default: over all tasks).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per (``task``,) model, model_kind, params: ``runtime_s_per_cell`` (mean of the
+        cells' ``runtime_s``), ``peak_mem_mb_per_cell`` (NaN without the grid column
+        ``peak_mem_mb``) and ``n_grid_cells``.
+    """
+    df = prepare(results)
+    has_cell = len(df) > 0 and bool(df["cell"].str.len().gt(0).all())
     cell_key = ["cell"] if has_cell else ["dataset", "task", "seed"]
-    per_cell = df.groupby([*cell_key, "model", "model_kind", "params"], sort=False).agg(
+    ident = [*(["task"] if per_task else []), "model", "model_kind", "params"]
+    group = list(dict.fromkeys([*cell_key, *ident]))
+    per_cell = df.groupby(group, sort=False).agg(
         runtime_s=("runtime_s", "max"), peak_mem_mb=("peak_mem_mb", "max")
     )
-    per_cell = per_cell.reset_index()
-    use = per_cell.groupby(["model", "model_kind", "params"], sort=False).agg(
-        runtime_s_per_cell=("runtime_s", "mean"),
-        peak_mem_mb_per_cell=("peak_mem_mb", "mean"),
-        n_grid_cells=("runtime_s", "size"),
+    use = (
+        per_cell.reset_index()
+        .groupby(ident, sort=False)
+        .agg(
+            runtime_s_per_cell=("runtime_s", "mean"),
+            peak_mem_mb_per_cell=("peak_mem_mb", "mean"),
+            n_grid_cells=("runtime_s", "size"),
+        )
     )
     return use.reset_index()
 
@@ -562,7 +585,7 @@ def overall_ranking(results: pd.DataFrame) -> pd.DataFrame:
     wide["overall"] = wide[score_cols].mean(axis=1, skipna=True)
     wide["n_tasks"] = wide[score_cols].notna().sum(axis=1).astype(int)
     wide["label"] = [model_label(m, p) for m, p in zip(wide["model"], wide["params"], strict=True)]
-    wide = wide.merge(_usability(df), on=ident, how="left")
+    wide = wide.merge(usability(df), on=ident, how="left")
     wide = wide.sort_values("overall", ascending=False, na_position="last", kind="stable")
     wide["rank"] = wide["overall"].rank(ascending=False, method="min")
     cols = [*ident, "label", *score_cols, "overall", "rank", "n_tasks", *use_cols]
