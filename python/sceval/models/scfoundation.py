@@ -648,10 +648,11 @@ def _load_ckpt(path: str | Path) -> dict[str, Any]:
     except UnsafePickleError as err:
         if "GLOBAL numpy" not in str(err):
             msg = (
-                f"{err} The official models.ckpt holds only dictionaries, numbers, strings "
-                "and tensors; if yours was re-saved with other Python objects, convert it "
-                "once where you trust it: load it and torch.save a copy in which every "
-                "config value is a plain dict/list/str/int/float."
+                f"{err} sceval reads models.ckpt files whose configs are plain "
+                "dictionaries, numbers and strings next to tensors; if this file holds other "
+                "Python objects (e.g. OmegaConf containers), convert it once where you trust "
+                "it: load it and torch.save a copy in which every config value is a plain "
+                "dict/list/str/int/float, keeping the 'cell', 'rde', 'gene' layout."
             )
             raise UnsafePickleError(msg) from err
     try:
@@ -1057,6 +1058,11 @@ class _ScFoundationBase(FoundationModel):
     def _device(self, ctx: EmbedContext) -> str:
         return torch_device(str(self.params.get("device") or ctx.device or "cpu"), self.info.key)
 
+    def _default_batch(self, ctx: EmbedContext) -> int:
+        """32 cells per batch on CUDA (about 1,000 cells/s at 768-d, bf16, on an H200);
+        8 on CPU, where the attention scores of a batch are held in memory."""
+        return 32 if self._device(ctx).startswith("cuda") else 8
+
     def _precision(self) -> str:
         return check_precision(str(self.params.get("precision", "auto")), self.info.key)
 
@@ -1142,7 +1148,7 @@ class _ScFoundationBase(FoundationModel):
             loaded.model,
             toks,
             pool=str(self.params.get("pool_type", "all")),
-            batch_size=int(self.params.get("batch_size", 8)),
+            batch_size=int(self.params.get("batch_size") or self._default_batch(ctx)),
             max_tokens=int(self.params.get("max_tokens", 65536)),
             device=self._device(ctx),
             precision=self._precision(),
@@ -1249,7 +1255,8 @@ _PARAMS_DOC = """
     pool_type
         ``"all"`` (3,072-d, default) or ``"max"`` (768-d).
     batch_size, max_tokens
-        Cells per batch and the cap on padded tokens per batch.
+        Cells per batch (default 32 on CUDA, 8 on CPU) and the cap on padded tokens per
+        batch (default 65,536).
     precision
         ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"``.
     gene_context, gene_context_cells
