@@ -434,6 +434,11 @@ def test_zero_gene_overlap_and_mouse_symbols(data, ckpt):
     renamed.var_names = [f"NOTAGENE{i}" for i in range(renamed.n_vars)]
     with pytest.raises(DataContractError, match="none of the 300 genes match its vocabulary"):
         _embed(renamed, ckpt)
+    from sceval.data.simulate import simulate
+
+    mouse = simulate(n_cells=20, n_genes=60, n_batches=2, n_cell_types=2, species="mouse", seed=2)
+    with pytest.raises(DataContractError, match=r"none of the 60 genes match.*check the species"):
+        _embed(mouse, ckpt)
 
 
 def test_alias_remapping_with_hgnc_table(tmp_path, data, ckpt):
