@@ -112,9 +112,11 @@ __all__ = [
     "cell_embeddings",
     "decoder_gene_embeddings",
     "load_subcheckpoint",
+    "load_weights",
     "parse_resolution",
     "read_checkpoint",
     "read_gene_list",
+    "to_gene_order",
     "tokenize",
 ]
 
