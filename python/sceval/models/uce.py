@@ -64,8 +64,15 @@ tokens are attended to with a +1 bias, and a cell's embedding depends on how muc
 padding its batch has. ``padding="masked"`` (default) excludes padding, which equals the
 official output for a batch of one cell and makes every cell independent of its batch;
 ``padding="official"`` reproduces the official computation (consecutive cells in batches
-of ``batch_size``, +1 bias on padding). Cells are otherwise sorted by length for batching
-and the last layer is evaluated for ``<cls>`` only (the same numbers, less work).
+of ``batch_size``, +1 bias on padding). The last layer is evaluated for ``<cls>`` only
+(the same numbers, less work). Cells are batched in order, each batch sampled just before
+its forward pass so that on a GPU sampling overlaps the model (length-sorted batching, as
+for scGPT, would gain nothing: every sentence has ``1 + 1,024 + 2 x chromosomes`` tokens).
+
+Measured with random weights at the official sizes (2,048 simulated cells, model time
+without sampling): on one H200, 4 layers 2,900 cells/s in bf16 (300 in fp32), 33 layers
+290 cells/s in bf16 (30 in fp32); sampling ran at about 2,900 cells/s on one CPU core
+there. bf16 vs fp32 cosine >= 0.998.
 
 Not reproduced: the official script's default ``--filter`` (``sc.pp.filter_genes(
 min_cells=10)``, ``sc.pp.filter_cells(min_genes=25)``) changes which cells are returned
@@ -97,7 +104,6 @@ from sceval.models.checkpoints import CheckpointSpec, FileSpec, register_checkpo
 from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
-    batches_by_length,
     check_precision,
     gene_coverage,
     inference_context,
@@ -956,8 +962,11 @@ class UCETokenizer:
         if cols.size == 0:
             return np.array([CLS_ID], dtype=np.int64)
         rng = np.random.default_rng((self.seed, self.offset + int(i)))
-        w = np.log1p(m.data[lo:hi])
-        sel = cols[rng.choice(cols.size, size=self.sample_size, p=w / w.sum(), replace=True)]
+        # rng.choice(cols.size, size, p=w / w.sum(), replace=True), without its checks:
+        # the same cumulative sum and search, hence the same draws
+        cdf = np.cumsum(np.log1p(m.data[lo:hi]) / np.log1p(m.data[lo:hi]).sum())
+        cdf /= cdf[-1]
+        sel = cols[cdf.searchsorted(rng.random(self.sample_size), side="right")]
         chrom = self.chrom_codes[sel]
         uq = np.unique(chrom)
         rng.shuffle(uq)
@@ -1146,14 +1155,20 @@ def cell_embeddings(
     model: Any,
     features: Any,
     vocab_rows: np.ndarray,
-    sentences: list[np.ndarray],
+    cells: UCETokenizer | list[np.ndarray],
     *,
     batch_size: int = 25,
     device: str = "cpu",
     precision: str = "auto",
     padding: str = "masked",
 ) -> np.ndarray:
-    """L2-normalized cell embeddings of tokenized cells, in cell order.
+    """L2-normalized cell embeddings, in cell order.
+
+    Cells are batched in order and each batch is tokenized just before its forward pass,
+    so on CUDA the sampling of the next batch overlaps the GPU work of the previous ones
+    (sampling costs about as much as a 4-layer forward pass in bf16 on an H200). Sorting
+    by length would buy nothing: every sentence has ``1 + sample_size + 2 x
+    chromosomes`` tokens, within a few percent of each other.
 
     Parameters
     ----------
@@ -1163,56 +1178,64 @@ def cell_embeddings(
         ``model.token_features`` of the token rows ``vocab_rows`` (on ``device``).
     vocab_rows
         Sorted token-table rows that ``features`` holds.
-    sentences
-        Token rows per cell (from :class:`UCETokenizer`).
+    cells
+        A :class:`UCETokenizer`, or token rows per cell.
     batch_size
         Cells per forward pass.
     device, precision
         See :func:`sceval.models.foundation.inference_context`.
     padding
-        ``"masked"`` (padding excluded; cells batched by length) or ``"official"``
-        (consecutive cells, padding attended with a +1 bias as the official code).
+        ``"masked"`` (padding excluded: each cell's embedding is independent of its
+        batch) or ``"official"`` (padding attended with a +1 bias, as the official code).
     """
     import torch
 
     if padding not in ("masked", "official"):
         msg = f"padding must be 'masked' or 'official', got {padding!r}"
         raise ValueError(msg)
-    n = len(sentences)
-    out = np.zeros((n, model.config.output_dim), dtype=np.float32)
-    lengths = np.array([s.size for s in sentences], dtype=np.int64)
-    if lengths.size and lengths.max() > model.config.max_len:
-        msg = (
-            f"a cell sentence has {int(lengths.max())} tokens, more than the "
-            f"{model.config.max_len} positions of the model; lower sample_size."
-        )
+    if batch_size < 1:
+        msg = f"batch_size must be >= 1, got {batch_size}"
         raise ValueError(msg)
-    if padding == "masked":
-        batches = list(batches_by_length(lengths, batch_size))
+    if isinstance(cells, UCETokenizer):
+        n, sentence = cells.n_cells, cells.sentence
     else:
-        batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-    pending: list[tuple[np.ndarray, Any]] = []
+        n, sentence = len(cells), cells.__getitem__
+    out = np.zeros((n, model.config.output_dim), dtype=np.float32)
+    cuda = device.startswith("cuda")
+
+    def move(a: np.ndarray) -> Any:
+        t = torch.from_numpy(a)
+        return t.pin_memory().to(device, non_blocking=True) if cuda else t
+
+    pending: list[tuple[slice, Any]] = []
 
     def flush() -> None:
-        for idx, emb in pending:
-            out[idx] = emb.float().cpu().numpy()
+        for rows, emb in pending:
+            out[rows] = emb.float().cpu().numpy()
         pending.clear()
 
     with inference_context(device, precision):
-        for idx in batches:
-            longest = int(lengths[idx].max())
-            toks = np.full((idx.size, longest), PAD_ID, dtype=np.int64)
-            for row, i in enumerate(idx):
-                toks[row, : lengths[i]] = sentences[i]
-            pad = np.arange(longest)[None, :] >= lengths[idx][:, None]
-            compact = np.searchsorted(vocab_rows, toks)
-            t = torch.from_numpy(compact).to(device)
+        for start in range(0, n, batch_size):
+            rows = slice(start, min(start + batch_size, n))
+            sents = [sentence(i) for i in range(rows.start, rows.stop)]
+            lengths = np.array([x.size for x in sents], dtype=np.int64)
+            longest = int(lengths.max())
+            if longest > model.config.max_len:
+                msg = (
+                    f"a cell sentence has {longest} tokens, more than the "
+                    f"{model.config.max_len} positions of the model; lower sample_size."
+                )
+                raise ValueError(msg)
+            toks = np.full((len(sents), longest), PAD_ID, dtype=np.int64)
+            for row, x in enumerate(sents):
+                toks[row, : x.size] = x
+            pad = np.arange(longest)[None, :] >= lengths[:, None]
             bias = None
             if pad.any():
                 fill = float("-inf") if padding == "masked" else 1.0
-                b = np.where(pad, fill, 0.0).astype(np.float32)[:, None, None, :]
-                bias = torch.from_numpy(b).to(device)
-            pending.append((idx, model.cell_embedding(features, t, bias)))
+                bias = move(np.where(pad, fill, 0.0).astype(np.float32)[:, None, None, :])
+            t = move(np.searchsorted(vocab_rows, toks))
+            pending.append((rows, model.cell_embedding(features, t, bias)))
             if len(pending) >= 32:
                 flush()
         flush()
@@ -1327,7 +1350,7 @@ class _UCEBase(FoundationModel):
             prep.loaded.model,
             feats,
             vocab,
-            tok.sentences(),
+            tok,
             batch_size=int(self.params.get("batch_size", 25)),
             device=device,
             precision=self._precision(),
