@@ -3,7 +3,15 @@
 #' Converts `x` with [as_anndata()], runs the sceval Python benchmark (models x tasks x
 #' seeds) and returns the long results table as a base `data.frame`.
 #'
-#' @param x A `SingleCellExperiment`, `Seurat` object (or AnnData in Python).
+#' With `config = "bench.yaml"` it runs a benchmark grid instead (datasets x models x
+#' tasks x seeds x hyperparameters, as `sceval run --config` does, through the same
+#' Python engine): every finished cell is saved in `out/cells/`, a rerun skips finished
+#' cells, embeddings are cached in `out/cache/`, and `out/run.json` records the run.
+#' The config format is described in `sceval.benchmark.config`; an example ships in
+#' `system.file("examples", "grid_simulated.yaml", package = "sceval")`.
+#'
+#' @param x A `SingleCellExperiment`, `Seurat` object (or AnnData in Python); leave it
+#'   out when `config` is given.
 #' @param models Model keys (see [list_models()]), e.g. `c("pca", "harmony")`;
 #'   `NULL` runs the default set (every baseline and control), `character(0)` none
 #'   (only `embeddings` are scored).
@@ -22,6 +30,18 @@
 #' @param ... Passed to Python `sceval.run_benchmark()`: e.g.
 #'   `model_params = list(scvi = list(max_epochs = 50))`, `task_params`,
 #'   `device = "cpu"`, `counts_layer`, `gene_id_column`.
+#' @param config Path of a YAML benchmark config; when given, the grid it describes is
+#'   run and `x`, `models`, `tasks`, `batch`, `label`, `seeds`, `embeddings` and
+#'   `dataset` must be left at their defaults (the config names them).
+#' @param out With `config`: the output folder (default: the config's `out`, else
+#'   `"sceval-out"`).
+#' @param executor With `config`: `"inline"` (this R session's Python), `"processes"`
+#'   (a local process pool) or `"dask"` (a Dask cluster at `address`, or a local one of
+#'   `workers` processes); default the config's executor.
+#' @param workers,address With `config`: pool size / number of local Dask workers, and
+#'   the scheduler address of a running Dask cluster (`"tcp://host:8786"`).
+#' @param resume With `config`: skip cells already finished in `out` (`FALSE` runs
+#'   every cell again).
 #'
 #' @return A `data.frame` with one row per (dataset, task, model, seed, metric) and
 #'   exactly the columns of the Python results schema, with these types:
@@ -29,7 +49,9 @@
 #'   (character), `value` (double), `higher_is_better` (logical), `status`, `message`
 #'   (character), `runtime_s` (double), `sceval_version` (character). A model that
 #'   cannot run gives rows with `status` `"skipped"` or `"failed"` and the reason in
-#'   `message`, never an error.
+#'   `message`, never an error. With `config`, also the grid columns `cell` (the
+#'   cell's hash), `params` (its hyperparameters as JSON), `peak_mem_mb`, `n_cells`
+#'   (integer) and `subsample`.
 #' @seealso [score_embedding()] for embeddings only, [embed_cells()] to add a model's
 #'   embedding to the object.
 #' @examples
@@ -39,9 +61,32 @@
 #'         label = "Treatment")
 #'     head(res[, c("model", "metric", "value")])
 #' }
+#' \donttest{
+#' if (sceval_available()) {
+#'     cfg <- system.file("examples", "grid_simulated.yaml", package = "sceval")
+#'     res <- run_benchmark(config = cfg, out = file.path(tempdir(), "grid"))
+#'     table(res$model, res$task)
+#' }
+#' }
 #' @export
 run_benchmark <- function(x, models = NULL, tasks = NULL, batch = NULL, label = NULL,
-    seeds = 0L, assay = "counts", embeddings = NULL, dataset = NULL, ...) {
+    seeds = 0L, assay = "counts", embeddings = NULL, dataset = NULL, ..., config = NULL,
+    out = NULL, executor = NULL, workers = NULL, address = NULL, resume = TRUE) {
+    if (!is.null(config)) {
+        given <- c(x = !missing(x), models = !is.null(models), tasks = !is.null(tasks),
+            batch = !is.null(batch), label = !is.null(label), seeds = !missing(seeds),
+            embeddings = !is.null(embeddings), dataset = !is.null(dataset))
+        if (any(given)) {
+            .stop("with config = ..., the config names the datasets, models, tasks and ",
+                "seeds; drop ", paste(names(given)[given], collapse = ", "), ".")
+        }
+        return(.run_config(config, out = out, executor = executor, workers = workers,
+            address = address, resume = resume, ...))
+    }
+    if (missing(x)) {
+        .stop("give the data as x (a SingleCellExperiment or Seurat object), or a ",
+            "benchmark config as config = \"bench.yaml\".")
+    }
     if (is.null(dataset)) {
         dataset <- paste(deparse(substitute(x), width.cutoff = 60L), collapse = "")
     }
@@ -56,6 +101,27 @@ run_benchmark <- function(x, models = NULL, tasks = NULL, batch = NULL, label = 
         embeddings = .py_keys(if (length(embeddings)) paste0("X_", embeddings)),
         seeds = reticulate::np_array(as.integer(seeds)),
         batch_key = batch, label_key = label, dataset = dataset, ...)
+    .frame_from_python(res)
+}
+
+.run_config <- function(config, out, executor, workers, address, resume, ...) {
+    if (!is.character(config) || length(config) != 1L || is.na(config)) {
+        .stop("config must be the path of a YAML benchmark config, e.g. \"bench.yaml\".")
+    }
+    if (!file.exists(config)) {
+        .stop("config file '", config, "' does not exist; expected a YAML benchmark config ",
+            "(see system.file(\"examples\", package = \"sceval\")).")
+    }
+    if (!is.null(executor)) {
+        executor <- match.arg(executor, c("inline", "processes", "dask"))
+    }
+    if (!is.null(workers) && (!is.numeric(workers) || length(workers) != 1L || workers < 1)) {
+        .stop("workers must be one whole number >= 1.")
+    }
+    res <- .py_call(.sceval_module("benchmark.runner")$run_grid_for_r,
+        normalizePath(config), out = if (!is.null(out)) path.expand(out),
+        executor = executor, workers = if (!is.null(workers)) as.integer(workers),
+        address = address, resume = isTRUE(resume), ...)
     .frame_from_python(res)
 }
 

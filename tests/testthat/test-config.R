@@ -63,3 +63,74 @@ test_that("a Python without the sceval module names the fix", {
     expect_match(out, "the Python module 'sceval' cannot be imported", fixed = TRUE)
     expect_match(out, "pip install -e /path/to/sceval", fixed = TRUE)
 })
+
+# run_benchmark(config = ...): the grid runner from R, through the same Python engine.
+read_json_py <- function(path) {
+    json <- reticulate::import("json")
+    json$loads(paste(readLines(path, warn = FALSE), collapse = "\n"))
+}
+
+grid_yaml <- function(dir) {
+    path <- file.path(dir, "bench.yaml")
+    writeLines(c(
+        "seeds: [0, 1]",
+        "device: cpu",
+        "datasets:",
+        "  - name: sim",
+        "    simulate: {n_cells: 150, n_genes: 80, n_batches: 2, n_cell_types: 3, seed: 0}",
+        "models:",
+        "  - key: pca",
+        "    grid: {n_comps: [5, 10]}",
+        "  - labels",
+        "tasks:",
+        "  - key: annotation",
+        "    params: {test_size: 0.3}"
+    ), path)
+    path
+}
+
+test_that("run_benchmark(config =) runs the grid and returns the typed results table", {
+    skip_if_no_python()
+    dir <- tempfile("grid")
+    dir.create(dir)
+    cfg <- grid_yaml(dir)
+    out <- file.path(dir, "out")
+    res <- run_benchmark(config = cfg, out = out)
+    expect_s3_class(res, "data.frame")
+    cols <- names(result_columns())
+    expect_identical(names(res)[seq_along(cols)], cols)
+    expect_true(all(c("cell", "params", "peak_mem_mb", "n_cells", "subsample") %in% names(res)))
+    expect_type(res$seed, "integer")
+    expect_type(res$n_cells, "integer")
+    expect_type(res$peak_mem_mb, "double")
+    expect_true(all(res$status == "ok"))
+    expect_setequal(unique(res$model), c("pca", "labels"))
+    expect_length(unique(res$cell), 6L)
+    expect_setequal(unique(res$params),
+        c("{\"pca.n_comps\":5}", "{\"pca.n_comps\":10}", "{}"))
+    expect_true(file.exists(file.path(out, "run.json")))
+    expect_length(list.files(file.path(out, "cells"), pattern = "parquet$"), 6L)
+    # the same table as the Python engine's results file, and a rerun resumes
+    again <- run_benchmark(config = cfg, out = out)
+    expect_identical(again$value, res$value)
+    expect_identical(again$cell, res$cell)
+    run <- read_json_py(file.path(out, "run.json"))
+    expect_identical(as.integer(run$cells_run), 0L)
+})
+
+test_that("run_benchmark(config =) reports config errors with the line", {
+    skip_if_no_python()
+    dir <- tempfile("grid")
+    dir.create(dir)
+    bad <- file.path(dir, "bad.yaml")
+    writeLines(c("datasets: [{simulate: {n_cells: 100}}]", "models: [pcaa]",
+        "tasks: [annotation]"), bad)
+    expect_error(run_benchmark(config = bad),
+        "bad.yaml line 2: models[0].key: unknown model 'pcaa'; did you mean 'pca'?",
+        fixed = TRUE)
+    expect_error(run_benchmark(config = file.path(dir, "none.yaml")), "does not exist",
+        fixed = TRUE)
+    expect_error(run_benchmark(config = bad, models = "pca"),
+        "the config names the datasets, models, tasks and seeds; drop models", fixed = TRUE)
+    expect_error(run_benchmark(), "or a benchmark config as config", fixed = TRUE)
+})

@@ -627,3 +627,32 @@ def _write_json(path: Any, data: dict[str, Any]) -> None:
     from sceval.benchmark.results import atomic_write
 
     atomic_write(path, lambda fh: json.dump(data, fh, indent=2, default=str))
+
+
+def run_grid_for_r(
+    config: str,
+    out: str | None = None,
+    *,
+    executor: str | None = None,
+    workers: int | None = None,
+    address: str | None = None,
+    resume: bool = True,
+    retry_failed: bool = False,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """:func:`run_grid` for R's ``run_benchmark(config = ...)``: the results table as
+    :func:`sceval.interop.frame_to_r` pieces (R numbers arrive as floats: ``workers`` is
+    made an int)."""
+    from sceval.interop import frame_to_r
+
+    res = run_grid(
+        config,
+        out,
+        executor=executor,
+        workers=int(workers) if workers is not None else None,
+        address=address,
+        resume=bool(resume),
+        retry_failed=bool(retry_failed),
+        progress=progress,
+    )
+    return frame_to_r(res)
