@@ -332,6 +332,45 @@ def test_drive_folder_checkpoint_explains_manual_download(home, monkeypatch, tmp
     assert len(json.loads((home / "checksums.json").read_text())["files"]) == 3
 
 
+def test_mixed_manual_and_direct_files(home, monkeypatch, tmp_path):
+    """A portal-hosted weight file plus a directly downloadable gene list (scFoundation):
+    the message names only the manual file; once it is placed, fetch downloads the rest."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "genes.tsv").write_bytes(b"gene_name\nA\nB\n")
+    with serve_directory(www) as base:
+        spec = _register(
+            monkeypatch,
+            CheckpointSpec(
+                name="test.mixed",
+                model="scgpt",
+                files=(
+                    FileSpec("models.ckpt", "https://portal.example.org/share/x", manual=True),
+                    FileSpec("genes.tsv", f"{base}/genes.tsv"),
+                ),
+                license="custom, non-commercial",
+                citation="Doe, J. (2025)",
+                homepage="https://example.org",
+                description="mixed",
+            ),
+        )
+        with pytest.raises(
+            ManualDownloadError,
+            match=r"a shared folder or portal page.*download models\.ckpt, and put.*"
+            r"it downloads genes\.tsv itself",
+        ) as err:
+            fetch(spec.name, progress=False)
+        assert "gdown" not in str(err.value)
+        dest = checkpoint_dir(spec.name)
+        dest.mkdir(parents=True)
+        (dest / "models.ckpt").write_bytes(b"w" * 10)
+        assert fetch(spec.name, progress=False) == dest
+    assert (dest / "genes.tsv").read_bytes().startswith(b"gene_name")
+    marker = json.loads((dest / ".complete").read_text())
+    assert marker["source"] == "placed by hand + official"
+    assert set(marker["files"]) == {"models.ckpt", "genes.tsv"}
+
+
 def test_drive_folder_checkpoint_from_mirror(home, monkeypatch, tmp_path):
     files = {"args.json": b"{}", "vocab.json": b'{"<pad>": 0}', "best_model.pt": b"w" * 99}
     spec = _register(monkeypatch, _drive_spec(files))

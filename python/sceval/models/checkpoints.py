@@ -820,7 +820,8 @@ def _verify(
 
 def _manual_message(spec: CheckpointSpec, dest: Path) -> str:
     urls = sorted({f.url for f in spec.files if not f.direct})
-    names = ", ".join(f.name for f in spec.files)
+    names = ", ".join(f.name for f in spec.files if not f.direct)
+    auto = [f.name for f in spec.files if f.direct]
     gdrive = any("drive.google.com" in u for u in urls)
     where = "a Google Drive folder" if gdrive else "a shared folder or portal page"
     tool = f" (or the whole folder, e.g. with the third-party tool `gdown --folder {urls[0]}`)"
@@ -829,7 +830,9 @@ def _manual_message(spec: CheckpointSpec, dest: Path) -> str:
         "which cannot be downloaded file by file over plain HTTP. Download it by hand: open "
         f"that link, download {names}{tool if gdrive else ''}, and put the files in "
         f"{str(dest)!r}; then run "
-        f"`sceval fetch {spec.name}` again to verify them. Or keep the folder anywhere and pass "
+        f"`sceval fetch {spec.name}` again to verify them"
+        + (f" (it downloads {', '.join(auto)} itself)" if auto else "")
+        + ". Or keep the folder anywhere and pass "
         f"checkpoint=PATH (Python) / --checkpoint {spec.model}=PATH (command line). A mirror "
         f"serving <mirror>/{spec.name}/<file> works too: --mirror URL or ${MIRROR_ENV}. "
         f"License: {spec.license}."
@@ -957,17 +960,9 @@ def fetch_files(
         return dest
     recorded = _load_checksums(root)
     shas: dict[str, str] = {}
-    if spec.manual and url_base is None:
-        if not _files_present(spec, dest):
-            raise ManualDownloadError((manual_message or _manual_message)(spec, dest))
-        for f in spec.files:  # files put there by hand: verify and record them
-            shas[f.name] = _verify(
-                spec, f, dest / f.name, recorded, root, delete=False, origin="placed by hand"
-            )
-            if f.sha256 is None and _checksum_key(f) not in recorded:
-                _record_checksum(root, _checksum_key(f), shas[f.name])
-        _write_marker(spec, dest, shas, "placed by hand", kind)
-        return dest
+    by_hand = url_base is None and spec.manual
+    if by_hand and not all((dest / f.name).is_file() for f in spec.files if not f.direct):
+        raise ManualDownloadError((manual_message or _manual_message)(spec, dest))
 
     waiting = f"waiting for another sceval fetch of {spec.name} to finish ..." if progress else None
     with _locked(dest.parent / f".{spec.name}.lock", waiting):
@@ -979,6 +974,14 @@ def fetch_files(
         for f in spec.files:
             target = dest / f.name
             part = target.with_name(target.name + ".part")
+            if url_base is None and not f.direct:  # placed by hand: verify and record it
+                shas[f.name] = _verify(
+                    spec, f, target, recorded, root, delete=False, origin="placed by hand"
+                )
+                if f.sha256 is None and _checksum_key(f) not in recorded:
+                    _record_checksum(root, _checksum_key(f), shas[f.name])
+                    recorded[_checksum_key(f)] = shas[f.name]
+                continue
             if target.is_file() and not force:
                 try:
                     shas[f.name] = _verify(
@@ -1006,5 +1009,8 @@ def fetch_files(
                 _record_checksum(root, _checksum_key(f), shas[f.name])
                 recorded[_checksum_key(f)] = shas[f.name]
             os.replace(part, target)
-        _write_marker(spec, dest, shas, url_base or "official", kind)
+        source = url_base or ("placed by hand" if by_hand else "official")
+        if by_hand and any(f.direct for f in spec.files):
+            source = "placed by hand + official"
+        _write_marker(spec, dest, shas, source, kind)
         return dest

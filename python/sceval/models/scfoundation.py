@@ -1324,21 +1324,12 @@ _GENE_LIST_URL = (
 )
 
 
-class _FolderFileSpec(FileSpec):
-    """A file published only inside a shared folder (a SharePoint folder link), which a
-    plain HTTP GET cannot fetch; marks the checkpoint as a manual download."""
-
-    @property
-    def direct(self) -> bool:
-        return False
-
-
 register_checkpoint(
     CheckpointSpec(
         name="scfoundation.100m",
         model="scfoundation",
         files=(
-            _FolderFileSpec(CKPT_FILE, _SHAREPOINT),
+            FileSpec(CKPT_FILE, _SHAREPOINT, manual=True),  # a SharePoint folder link
             FileSpec(
                 GENE_LIST_FILE,
                 _GENE_LIST_URL,
