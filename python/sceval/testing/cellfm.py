@@ -21,7 +21,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -131,14 +131,10 @@ def write_checkpoint(
             for part in _chunks(data, chunk_bytes):
                 msg_bytes = _value_message(name, dims, ttype, part)
                 crc_value = zlib.crc32(msg_bytes, crc_value)
-                _write(fh, msg_bytes)
+                fh.write(msg_bytes)
         if crc:
             fh.write(b"crc_num" + crc_value.to_bytes(10, "big"))
     return path
-
-
-def _write(fh: BinaryIO, data: bytes) -> None:
-    fh.write(data)
 
 
 # --------------------------------------------------------------------------- layout
