@@ -460,16 +460,18 @@ def _nn() -> Any:
             species: torch.Tensor,
             attention_mask: torch.Tensor,
         ) -> torch.Tensor:
-            """Last hidden states ``(batch, 1 + genes, hidden)``; position 0 is ``<cls>``."""
-            from transformers.masking_utils import create_bidirectional_mask
+            """Last hidden states ``(batch, 1 + genes, hidden)``; position 0 is ``<cls>``.
 
+            The padding mask is passed as a broadcast ``(batch, 1, 1, 1 + genes)`` boolean
+            key mask (no ``L x L`` mask is built), and not at all when no cell of the batch
+            is padded, so that sdpa can use its fused kernels.
+            """
             emb = self.embeddings(input_ids, values, species, float(self.alpha))
             x = torch.cat([self.cls_embedding(species)[:, None, :], emb], dim=1)
-            ones = torch.ones_like(attention_mask[:, :1])
-            mask = torch.cat([ones, attention_mask], dim=1)
-            mask4 = create_bidirectional_mask(
-                config=self.config, inputs_embeds=x, attention_mask=mask
-            )
+            mask4 = None
+            if not bool(attention_mask.bool().all()):
+                ones = torch.ones_like(attention_mask[:, :1])
+                mask4 = torch.cat([ones, attention_mask], dim=1).bool()[:, None, None, :]
             return self.encoder(x, attention_mask=mask4).last_hidden_state
 
     return GeneCompassBert

@@ -584,8 +584,8 @@ def encode_cells(
     """Mean of ``last_hidden_state`` over each cell's gene positions (without ``</b>`` and
     ``</s>``), shape ``(n_cells, n_embd)``, float32.
 
-    Cells are batched by length and right-padded (causal attention: padding never reaches
-    a real position). Cells without genes get a zero vector.
+    Cells are batched by length and right-padded; causal attention keeps padding away from
+    real positions, so no attention mask is passed. Cells without genes get a zero vector.
     """
     import torch
 
@@ -598,11 +598,10 @@ def encode_cells(
     with inference_context(device, precision):
         for b in batches_by_length(lengths[nonempty], batch_size):
             idx = nonempty[b]
-            ids, mask = tokens.padded(idx, pad_id)
-            hidden = model(
-                input_ids=torch.from_numpy(ids).to(device),
-                attention_mask=torch.from_numpy(mask).to(device),
-            ).last_hidden_state.float()
+            ids, _ = tokens.padded(idx, pad_id)
+            # right padding under causal attention never reaches a real position, so no
+            # padding mask is needed (and sdpa can use its fused causal kernels)
+            hidden = model(input_ids=torch.from_numpy(ids).to(device)).last_hidden_state.float()
             lens = torch.from_numpy(lengths[idx]).to(device)
             pos = torch.arange(hidden.shape[1], device=hidden.device)
             sel = (pos[None, :] >= 1) & (pos[None, :] < (lens - 1)[:, None])
