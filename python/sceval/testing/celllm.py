@@ -23,7 +23,7 @@ __all__ = ["official_config", "write_for_adata", "write_tiny_celllm"]
 
 #: Dimensions of the tiny model used in tests (``max_seq_len`` below the expressed-gene
 #: count of many simulated cells, so truncation is exercised).
-TINY = {"dim": 32, "depth": 2, "heads": 2, "max_seq_len": 200}
+TINY = {"dim": 32, "depth": 2, "heads": 2, "max_seq_len": 300}
 #: The released model (``configs/ctc/cellLM.json``).
 OFFICIAL = {"dim": 512, "depth": 10, "heads": 16, "max_seq_len": 6000}
 OFFICIAL_GENE_NUM = 19379
