@@ -108,9 +108,9 @@ plot_summary <- function(results, dataset = NULL) {
 
 #' Plot the spread of each metric over seeds
 #'
-#' For one task: a panel per metric, each model's value in every seed (grey dots) and
-#' its mean +- sd over seeds (coloured by model kind). Rows with a status other than
-#' `"ok"` are left out. Needs no Python.
+#' For one dataset and task: a panel per metric, each model's value in every seed
+#' (grey dots) and its mean +- sd over seeds (coloured by model kind). Rows with a
+#' status other than `"ok"` are left out. Needs no Python.
 #'
 #' @inheritParams plot_summary
 #' @param task The task to show; may be left `NULL` when there is only one.
@@ -126,10 +126,12 @@ plot_summary <- function(results, dataset = NULL) {
 #'     plot_seeds(res)
 #' }
 #' @export
-plot_seeds <- function(results, task = NULL, metrics = NULL) {
+plot_seeds <- function(results, task = NULL, metrics = NULL, dataset = NULL) {
     .need_ggplot()
     .check_results(results, "plot_seeds", .plot_cols)
     res <- .ok_rows(.complete_results(results))
+    dataset <- .pick_one(dataset, unique(res$dataset), "dataset", "plot_seeds")
+    res <- res[res$dataset == dataset, , drop = FALSE]
     task <- .pick_one(task, unique(res$task), "task", "plot_seeds")
     res <- res[res$task == task, , drop = FALSE]
     if (!is.null(metrics)) {
@@ -155,7 +157,7 @@ plot_seeds <- function(results, task = NULL, metrics = NULL) {
             position = ggplot2::position_nudge(x = 0.25), size = 0.3) +
         ggplot2::facet_wrap(ggplot2::vars(metric), scales = "free_y") +
         ggplot2::labs(x = NULL, y = "value", colour = "model kind",
-            title = paste0(task, ": seeds (grey) and mean \u00b1 sd")) +
+            title = paste0(dataset, " / ", task, ": seeds (grey) and mean \u00b1 sd")) +
         ggplot2::theme_bw(base_size = 9) +
         ggplot2::theme(axis.text.x = ggplot2::element_text(angle = 60, hjust = 1))
 }
@@ -163,8 +165,9 @@ plot_seeds <- function(results, task = NULL, metrics = NULL) {
 #' Plot metrics against a fine-tuning hyperparameter
 #'
 #' Sensitivity curves of a grid run: for one hyperparameter, each metric's mean over
-#' seeds (+- sd) against the hyperparameter's value, one line per model and per
-#' combination of the other hyperparameters. The curve data come from Python
+#' seeds (+- sd) against the hyperparameter's value, one line per model, combination
+#' of the other hyperparameters and (when there are several) dataset. The curve data
+#' come from Python
 #' `sceval.benchmark.analysis.sensitivity_curves()`.
 #'
 #' @inheritParams plot_summary
@@ -199,6 +202,9 @@ plot_sensitivity <- function(results, param = NULL, task = NULL) {
     cur <- curves[curves$param == param, , drop = FALSE]
     cur$line <- ifelse(cur$others == "{}", cur$model,
         .model_labels(cur$model, cur$others))
+    if (length(unique(cur$dataset)) > 1L) {
+        cur$line <- paste0(cur$line, " (", cur$dataset, ")")
+    }
     cur$sd[is.na(cur$sd)] <- 0
     numeric <- !anyNA(cur$x)
     if (!numeric) {

@@ -77,7 +77,7 @@ def test_grid_report_figures_and_self_contained(grid_report):
     out, page = grid_report
     names = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert "summary_sim.png" in names and "runtime.png" in names
-    assert {"seeds_integration.png", "seeds_annotation.png"} <= set(names)
+    assert {"seeds_sim_integration.png", "seeds_sim_annotation.png"} <= set(names)
     sens = [n for n in names if n.startswith("sensitivity_")]
     assert len(sens) == 4  # 2 tasks x 2 hyperparameters
     assert "sensitivity_annotation_annotation.finetune_lr.png" in sens
@@ -113,8 +113,8 @@ def test_plain_run_benchmark_report(plain_report):
     names = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert names == [
         "runtime.png",
-        "seeds_annotation.png",
-        "seeds_integration.png",
+        "seeds_data_annotation.png",
+        "seeds_data_integration.png",
         "summary_data.png",
     ]
     _assert_self_contained(out, page)
@@ -178,8 +178,10 @@ def test_text_from_data_is_escaped(tmp_path):
     assert (tmp_path / "figures" / "summary_a_b.png").is_file()
 
 
-def test_bad_run_json_and_stale_figures(tmp_path):
-    write_results(_no_grid(), tmp_path)
+def test_bad_run_json_stale_figures_two_datasets(tmp_path):
+    one = _no_grid()
+    two = pd.concat([one, one.assign(dataset="other", cell=one["cell"] + "x")])
+    write_results(two, tmp_path)
     (tmp_path / "run.json").write_text("{not json")
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "sensitivity_old.png").write_bytes(PNG_MAGIC)
@@ -187,6 +189,17 @@ def test_bad_run_json_and_stale_figures(tmp_path):
     assert "run.json could not be read" in page
     assert "<title>My &lt;run&gt;</title>" in page
     assert not (tmp_path / "figures" / "sensitivity_old.png").exists()
+    names = {p.name for p in (tmp_path / "figures").glob("*.png")}
+    assert names == {
+        "summary_sim.png",
+        "summary_other.png",
+        "seeds_sim_integration.png",
+        "seeds_sim_annotation.png",
+        "seeds_other_integration.png",
+        "seeds_other_annotation.png",
+        "runtime.png",
+    }
+    assert page.count("<h4>other</h4>") == 2  # a seed table per task on each dataset
 
 
 def test_all_failed_still_renders(tmp_path):

@@ -79,6 +79,11 @@ test_that("plot_seeds draws every seed and the mean +- sd, without Python", {
     mini <- data.frame(dataset = "d", task = "t", model = c("a", "b"), seed = 0L,
         metric = "m", value = c(0.1, 0.2))
     builds(plot_seeds(mini))
+    # one dataset at a time
+    two <- rbind(mini, transform(mini, dataset = "e", value = c(5, 6)))
+    expect_error(plot_seeds(two), regexp = "2 values of dataset \\('d', 'e'\\)")
+    b <- builds(plot_seeds(two, dataset = "e"))
+    expect_equal(sort(b$data[[1L]]$y), c(5, 6))
 })
 
 test_that("plot_seeds validates its input", {
@@ -136,6 +141,9 @@ test_that("plot_sensitivity draws the grid curves", {
         g$params[g$model == "scgpt" & g$metric == "knn_accuracy"], mean)
     expect_equal(sort(p$data$mean), sort(unname(as.numeric(m))))
     builds(plot_sensitivity(g, param = "annotation.finetune_lr"))
+    two <- rbind(g, transform(g, dataset = "other"))
+    p <- plot_sensitivity(two, task = "annotation")
+    expect_setequal(unique(p$data$line), c("scgpt (sim)", "scgpt (other)"))
 })
 
 test_that("plot_sensitivity validates its input", {

@@ -235,9 +235,10 @@ def _summary_figure(df: pd.DataFrame, dataset: str) -> bytes | None:
     return _png(fig)
 
 
-def _seed_figure(df: pd.DataFrame, task: str, order: list[str]) -> bytes | None:
-    """Per metric: each model's seed values (dots) and mean +- sd."""
-    sub = df[(df["task"] == task) & (df["status"] == "ok")].dropna(subset=["value"])
+def _seed_figure(df: pd.DataFrame, dataset: str, task: str, order: list[str]) -> bytes | None:
+    """Per metric: each model's seed values (dots) and mean +- sd, on one dataset."""
+    keep = (df["dataset"] == dataset) & (df["task"] == task) & (df["status"] == "ok")
+    sub = df[keep].dropna(subset=["value"])
     if sub.empty:
         return None
     sub = sub.assign(label=_labels(sub))
@@ -269,13 +270,16 @@ def _seed_figure(df: pd.DataFrame, task: str, order: list[str]) -> bytes | None:
         ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=6)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", color="#eeeeee")
-    fig.suptitle(f"{task}: seeds (grey dots) and mean ± sd (coloured by model kind)", fontsize=9)
+    fig.suptitle(
+        f"{dataset} / {task}: seeds (grey dots) and mean ± sd (coloured by model kind)",
+        fontsize=9,
+    )
     return _png(fig)
 
 
 def _sensitivity_figure(curves: pd.DataFrame, task: str, param: str) -> bytes | None:
-    """Metric mean (+- sd over seeds) against one hyperparameter, one line per model
-    (and per combination of the other hyperparameters)."""
+    """Metric mean (+- sd over seeds) against one hyperparameter, one line per dataset,
+    model and combination of the other hyperparameters."""
     sub = curves[(curves["task"] == task) & (curves["param"] == param)]
     if sub.empty:
         return None
@@ -293,9 +297,11 @@ def _sensitivity_figure(curves: pd.DataFrame, task: str, param: str) -> bytes | 
             ax.set_visible(False)
             continue
         sm = sub[sub["metric"] == metrics[k]]
-        for (model, others), line in sm.groupby(["model", "others"], sort=False):
+        several = sub["dataset"].nunique() > 1
+        for (ds, model, others), line in sm.groupby(["dataset", "model", "others"], sort=False):
             x = line["x"].to_numpy() if numeric else line["param_value"].map(cats.index)
             name = str(model) if others == "{}" else A.model_label(str(model), str(others))
+            name = f"{name} ({ds})" if several else name
             h = ax.errorbar(x, line["mean"], yerr=line["sd"].fillna(0.0), marker="o", ms=3,
                             capsize=2, lw=1)  # fmt: skip
             handles.setdefault(name, h)
@@ -415,9 +421,10 @@ def _slug(name: str, taken: set[str]) -> str:
     return slug
 
 
-def _seed_table(summ: pd.DataFrame, task: str, order: list[str]) -> str:
-    """Models x metrics, ``mean ± sd`` over seeds."""
-    st = summ[(summ["task"] == task) & (summ["status"] == "ok")]
+def _seed_table(summ: pd.DataFrame, dataset: str, task: str, order: list[str]) -> str:
+    """Models x metrics, ``mean ± sd`` over seeds, on one dataset."""
+    keep = (summ["dataset"] == dataset) & (summ["task"] == task) & (summ["status"] == "ok")
+    st = summ[keep]
     if st.empty:
         return _p("No successful results for this task.")
     st = st.assign(label=_labels(st))
@@ -425,15 +432,12 @@ def _seed_table(summ: pd.DataFrame, task: str, order: list[str]) -> str:
         f"{m:.3f}" + (f" ± {s:.3f}" if pd.notna(s) else "")
         for m, s in zip(st["mean"], st["sd"], strict=True)
     ]
-    parts = []
-    for ds, sd in st.groupby("dataset", sort=False):
-        wide = sd.pivot_table(index="label", columns="metric", values="txt", aggfunc="first")
-        wide = wide.reindex(columns=_ordered_metrics(sd))
-        rows = [lab for lab in order if lab in wide.index]
-        rows += [lab for lab in wide.index if lab not in rows]
-        wide = wide.reindex(rows).fillna("NA").reset_index().rename(columns={"label": "model"})
-        parts.append(f"<h4>{html.escape(str(ds))}</h4>" + _table(wide))
-    return "".join(parts)
+    wide = st.pivot_table(index="label", columns="metric", values="txt", aggfunc="first")
+    wide = wide.reindex(columns=_ordered_metrics(st))
+    rows = [lab for lab in order if lab in wide.index]
+    rows += [lab for lab in wide.index if lab not in rows]
+    wide = wide.reindex(rows).fillna("NA").reset_index().rename(columns={"label": "model"})
+    return _table(wide)
 
 
 def _problems(df: pd.DataFrame) -> pd.DataFrame:
@@ -452,7 +456,7 @@ def _render(
     record_note: str,
     figures: dict[str, bytes],
     fig_names: dict[str, str],
-    seed_figs: dict[str, str],
+    seed_figs: dict[tuple[str, str], str],
     config_text: str | None,
     title: str,
     notes: list[str],
@@ -526,13 +530,15 @@ def _render(
     out.append('<h2 id="tasks">Tasks</h2>')
     for task in dict.fromkeys(df["task"]):
         out.append(f"<h3>{html.escape(str(task))}</h3>")
-        key = seed_figs.get(str(task))
-        if key is not None:
-            out.append(_img(figures[key], fig_names[key]))
         n_met = ok.loc[ok["task"] == task, "metric"].nunique()
-        if n_met > MAX_FACETS:
-            out.append(_p(f"The figure shows the first {MAX_FACETS} of {n_met} metrics."))
-        out.append(_seed_table(summ, str(task), order))
+        if n_met > MAX_FACETS and seed_figs:
+            out.append(_p(f"The figures show the first {MAX_FACETS} of {n_met} metrics."))
+        for ds in dict.fromkeys(df.loc[df["task"] == task, "dataset"]):
+            out.append(f"<h4>{html.escape(str(ds))}</h4>")
+            key = seed_figs.get((str(ds), str(task)))
+            if key is not None:
+                out.append(_img(figures[key], fig_names[key]))
+            out.append(_seed_table(summ, str(ds), str(task), order))
     detail = summ.assign(model=_labels(summ)).drop(columns=["params"])
     out.append("<details><summary>Mean, sd and 95% t-interval over seeds (all rows)</summary>")
     out.append(_table(detail) + "</details>")
@@ -636,7 +642,7 @@ def write_report(outdir: str | Path, title: str | None = None, figures: bool = T
     draw = figures
     figures: dict[str, bytes] = {}  # file stem -> PNG
     names: dict[str, str] = {}  # file stem -> caption
-    seed_figs: dict[str, str] = {}  # task -> file stem
+    seed_figs: dict[tuple[str, str], str] = {}  # (dataset, task) -> file stem
     taken: set[str] = set()
 
     def add(stem: str, make: Callable[[], bytes | None], name: str) -> str | None:
@@ -653,11 +659,12 @@ def write_report(outdir: str | Path, title: str | None = None, figures: bool = T
         order = rank["label"].tolist()
         for ds in dict.fromkeys(ok["dataset"]):
             add(f"summary_{ds}", lambda d=ds: _summary_figure(df, str(d)), f"summary: {ds}")
-        for task in dict.fromkeys(ok["task"]):
-            stem = add(f"seeds_{task}", lambda t=task: _seed_figure(df, str(t), order),
-                       f"seed spread: {task}")  # fmt: skip
+        for ds, task in dict.fromkeys(zip(ok["dataset"], ok["task"], strict=True)):
+            stem = add(f"seeds_{ds}_{task}",
+                       lambda d=ds, t=task: _seed_figure(df, str(d), str(t), order),
+                       f"seed spread: {ds} / {task}")  # fmt: skip
             if stem:
-                seed_figs[str(task)] = stem
+                seed_figs[(str(ds), str(task))] = stem
         curves = A.sensitivity_curves(df)
         for (task, param), _ in curves.groupby(["task", "param"], sort=False):
             add(f"sensitivity_{task}_{param}",
