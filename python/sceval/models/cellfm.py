@@ -694,7 +694,9 @@ def load_cellfm(
         Missing files.
     CellFMCheckpointError
         A checkpoint whose shapes do not match its vocabulary or the architecture
-        (every missing, unexpected and mis-shaped key is listed).
+        (every missing, unexpected and mis-shaped key is listed). The vocabulary length
+        is checked through the rows of ``gene_emb``, which are rounded up to a multiple
+        of 8: a csv a few genes off within the same multiple cannot be detected.
     sceval.models._mindspore_ckpt.MindSporeCheckpointError
         A malformed ``.ckpt`` file.
     """
@@ -1021,7 +1023,9 @@ _NOTES = (
     "(revision 69361b5; the files also hold the Adam moments, which sceval skips), license "
     "cc-by-nc-nd-4.0 (model card; LICENSE-cc-by-nc-nd-4.0 of biomed-AI/CellFM). Vocabulary: "
     "csv/ of github.com/biomed-AI/CellFM at commit 7655797 (sha256 pinned). No checksum is "
-    "published for the weights; sha256 is recorded at the first download."
+    "published for the weights; sha256 is recorded at the first download. Optional: copy "
+    "csv/updated_hgcn.tsv of the repository (an HGNC table) into the folder to map alias and "
+    "previous symbols as CellFM-torch does (the zero-shot tutorials match symbols exactly)."
 )
 
 
