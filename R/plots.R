@@ -18,6 +18,7 @@ utils::globalVariables(c("label", "column", "score", "raw", "xmin", "xmax", "ypo
 #' `sceval.benchmark.analysis.scaled_scores()` and `overall_ranking()`): 0 = the worse
 #' of the negative controls `shuffled` and `unintegrated`, 1 = the best control
 #' (`labels`, or `shuffled` for batch mixing); without controls, min-max over models.
+#' Task and overall scores average the scaled scores clipped to \[0, 1\].
 #'
 #' @param results A results `data.frame` from [run_benchmark()] or [read_results()]
 #'   (columns `dataset`, `task`, `model`, `seed`, `metric`, `value` at least; a grid

@@ -338,6 +338,22 @@ def test_overall_ranking_by_hand_with_usability():
     assert plain["peak_mem_mb_per_cell"].isna().all()
 
 
+def test_overall_ranking_clips_scaled_scores():
+    # ilisi controls 0.50 / 0.52: pca at 0.30 scales to -10, clipped to 0 by default
+    rows = [("integration", m, {}, 0, "ilisi", v) for m, v in
+            [("unintegrated", 0.50), ("shuffled", 0.52), ("pca", 0.30)]]  # fmt: skip
+    rows += [("integration", m, {}, 0, "nmi", v) for m, v in
+             [("unintegrated", 0.5), ("shuffled", 0.0), ("labels", 1.0), ("pca", 0.8)]]  # fmt: skip
+    df = table(rows)
+    assert A.scaled_scores(df).set_index(["metric", "model"]).loc[
+        ("ilisi", "pca"), "scaled"
+    ] == pytest.approx(-10.0)
+    clipped = A.overall_ranking(df).set_index("model")
+    assert clipped.loc["pca", "overall"] == pytest.approx((0.0 + 0.8) / 2)
+    raw = A.overall_ranking(df, clip=False).set_index("model")
+    assert raw.loc["pca", "overall"] == pytest.approx((-10.0 + 0.8) / 2)
+
+
 def test_grid_table_end_to_end():
     df = grid_table()
     rank = A.overall_ranking(df)

@@ -19,8 +19,10 @@ design (Luecken et al., Nat. Biotechnol. 2025): per (dataset, task, metric),
 * **1** is the *best* mean among all controls present: ``labels`` (one-hot true labels,
   the upper bound of biology and annotation) or, for batch mixing, ``shuffled``.
 
-"Worst" and "best" respect ``higher_is_better``. Scores are not clipped (a model may
-beat a control: > 1, or fall below it: < 0). Without a usable pair of controls (none
+"Worst" and "best" respect ``higher_is_better``. :func:`scaled_scores` does not clip
+(a model may beat a control: > 1, or fall below it: < 0); :func:`overall_ranking`
+clips to [0, 1] before averaging, so that a metric whose controls lie close together
+cannot outweigh the others. Without a usable pair of controls (none
 present, or the best control no better than the zero) the metric is min-max scaled
 over the models instead, and the ``scale_note`` column says so.
 """
@@ -537,7 +539,7 @@ def usability(results: pd.DataFrame, per_task: bool = False) -> pd.DataFrame:
     return use.reset_index()
 
 
-def overall_ranking(results: pd.DataFrame) -> pd.DataFrame:
+def overall_ranking(results: pd.DataFrame, clip: bool = True) -> pd.DataFrame:
     """Rank models by their scaled scores averaged within tasks, then across tasks.
 
     Within a (dataset, task), a model's task score is the mean over metric categories
@@ -552,6 +554,11 @@ def overall_ranking(results: pd.DataFrame) -> pd.DataFrame:
     ----------
     results
         A results table.
+    clip
+        Clip each scaled score to [0, 1] before averaging (default), as Open Problems
+        does: a metric whose controls lie close together scales to large values, and
+        one such metric would otherwise outweigh the others. ``False`` averages the
+        raw scaled scores.
 
     Returns
     -------
@@ -573,6 +580,8 @@ def overall_ranking(results: pd.DataFrame) -> pd.DataFrame:
     not_agg = scaled["category"] != "aggregate"
     only_agg = ~not_agg.groupby([scaled["dataset"], scaled["task"]]).transform("any")
     use = scaled[not_agg | only_agg]
+    if clip:
+        use = use.assign(scaled=use["scaled"].clip(0.0, 1.0))
     per_cat = use.groupby(["dataset", "task", *ident, "category"], sort=False)["scaled"].mean()
     per_task_ds = per_cat.groupby(["dataset", "task", *ident], sort=False).mean()
     per_task = per_task_ds.groupby(["task", *ident], sort=False).mean().reset_index()

@@ -499,7 +499,8 @@ def _render(
             "the controls: 0 = the worse negative control (shuffled or unintegrated), 1 = "
             "the best control (labels, or shuffled for batch mixing); see the scaled-score "
             "table for the reference used. Task score = mean over metric categories of "
-            "the mean scaled score (aggregate metrics left out); overall = mean over tasks."
+            "the mean scaled score, each clipped to [0, 1] (aggregate metrics left out); "
+            "overall = mean over tasks."
         )
     )
     summary_keys = [k for k in figures if k.startswith("summary")]
