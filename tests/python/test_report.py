@@ -129,6 +129,9 @@ def test_plain_run_benchmark_report(plain_report):
 
 def test_reads_csv_and_cells(tmp_path):
     df = grid_table(seeds=(0, 1))
+    df.loc[0, "higher_is_better"] = pd.NA  # a metric of unknown direction
+    df.loc[1, ["runtime_s", "peak_mem_mb", "value"]] = np.nan
+    df.loc[2, "dataset"] = "NA"  # a name, not a missing value
     csv_dir = tmp_path / "csv"
     write_results(df, csv_dir, formats=("csv",))
     back, source = load_results(csv_dir)
@@ -136,6 +139,9 @@ def test_reads_csv_and_cells(tmp_path):
     assert back["cell"].tolist() == df["cell"].tolist()  # hashes stay strings
     assert back["params"].tolist() == df["params"].tolist()
     np.testing.assert_allclose(back["value"], df["value"])
+    assert pd.isna(back.loc[0, "higher_is_better"]) and back["higher_is_better"].iloc[1]
+    assert back.loc[1, ["runtime_s", "peak_mem_mb"]].isna().all()
+    assert back.loc[2, "dataset"] == "NA" and back.loc[3, "message"] == ""
     assert "results.csv: " in write_report(csv_dir, figures=False).read_text(encoding="utf-8")
     cells_dir = tmp_path / "cells_only"
     (cells_dir / "cells").mkdir(parents=True)

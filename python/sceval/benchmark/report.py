@@ -57,8 +57,12 @@ def _read_table(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     string_cols = ["dataset", "task", "model", "model_kind", "metric", "status", "message"]
     string_cols += ["sceval_version", "cell", "params", "subsample"]
+    # strings stay as written ("" is an empty message, "NA" a name); numbers and flags
+    # written as "" by pandas are missing
+    missing = ["", "NA", "nan", "NaN", "<NA>"]
+    numeric = ["seed", "value", "higher_is_better", "runtime_s", "peak_mem_mb", "n_cells"]
     return pd.read_csv(path, dtype=dict.fromkeys(string_cols, str), keep_default_na=False,
-                       na_values={"value": ["", "NA", "nan", "NaN"]})  # fmt: skip
+                       na_values=dict.fromkeys(numeric, missing))  # fmt: skip
 
 
 def load_results(outdir: str | Path) -> tuple[pd.DataFrame, str]:
