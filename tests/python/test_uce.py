@@ -29,6 +29,7 @@ from sceval.models.uce import (  # noqa: E402
     UCECheckpointError,
     UCESpeciesError,
     UCETokenizer,
+    _read_chrom,
     build_tokenizer,
     load_uce,
 )
@@ -274,9 +275,7 @@ def test_chromosome_codes_span_all_species(tmp_path, data):
             "mouse": {"Aa": ("1", 3), "Bb": ("1", 4)},
         },
     )
-    table, n_chrom = __import__("sceval.models.uce", fromlist=["_read_chrom"])._read_chrom(
-        folder / "species_chrom.csv"
-    )
+    table, n_chrom = _read_chrom(folder / "species_chrom.csv")
     # categories: human_2, human_X, mouse_1
     assert n_chrom == 3
     assert dict(zip(table["gene_symbol"], table["code"], strict=True)) == {
