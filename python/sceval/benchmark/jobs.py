@@ -26,7 +26,7 @@ from sceval.benchmark.cache import EmbeddingCache, cacheable, embedding_key
 from sceval.benchmark.config import DatasetSpec, SubsampleSpec
 from sceval.benchmark.grid import Cell, Job, sha256_json
 from sceval.benchmark.record import peak_mb, reset_peak
-from sceval.benchmark.results import atomic_write, to_frame
+from sceval.benchmark.results import atomic_write
 
 __all__ = ["cell_path", "load_dataset", "run_job", "subsample_indices"]
 
@@ -184,46 +184,70 @@ class _JobEmbedding:
         return self._value
 
 
-def _rows(
-    cell: Cell, model: Any, results: list[tuple], peak: float, n_cells: int, sub: str
-) -> pd.DataFrame:
+_ARROW = {
+    "string": "string",
+    "int64": "int64",
+    "Int64": "int64",
+    "float64": "float64",
+    "boolean": "bool_",
+}
+
+
+def _schema() -> Any:
+    import pyarrow as pa
+
+    from sceval.benchmark.results import GRID_COLUMNS, RESULT_COLUMNS
+
+    cols = {**RESULT_COLUMNS, **GRID_COLUMNS}
+    return pa.schema([(c, getattr(pa, _ARROW[t])()) for c, t in cols.items()])
+
+
+def _rows(cell: Cell, kind: str, results: list[tuple], peak: float, n_cells: int, sub: str) -> Any:
+    """One cell's rows as an Arrow table in the results schema plus the grid columns
+    (built directly: a pandas frame per cell would cost more than many tasks)."""
+    import pyarrow as pa
+
     from sceval.metrics import METRICS
 
-    rows = []
-    for metric, value, status, message, runtime in results:
-        spec = METRICS.get(metric) if metric in METRICS else None
-        rows.append(
-            {
-                "dataset": cell.dataset.name,
-                "task": cell.task.key,
-                "model": cell.model.name,
-                "model_kind": model.info.kind,
-                "seed": cell.seed,
-                "metric": metric,
-                "value": value,
-                "higher_is_better": spec.higher_is_better if spec else pd.NA,
-                "status": status,
-                "message": message,
-                "runtime_s": runtime,
-                "sceval_version": __version__,
-                "cell": cell.hash,
-                "params": cell.params_json,
-                "peak_mem_mb": peak,
-                "n_cells": n_cells,
-                "subsample": sub,
-            }
-        )
-    return to_frame(rows)
+    n = len(results)
+    metrics = [r[0] for r in results]
+    hib = [METRICS.get(m).higher_is_better if m in METRICS else None for m in metrics]
+    const = {
+        "dataset": cell.dataset.name,
+        "task": cell.task.key,
+        "model": cell.model.name,
+        "model_kind": kind,
+        "seed": cell.seed,
+        "sceval_version": __version__,
+        "cell": cell.hash,
+        "params": cell.params_json,
+        "peak_mem_mb": float(peak),
+        "n_cells": int(n_cells),
+        "subsample": sub,
+    }
+    data = {
+        **{k: [v] * n for k, v in const.items()},
+        "metric": metrics,
+        "value": [float(r[1]) for r in results],
+        "higher_is_better": hib,
+        "status": [str(r[2]) for r in results],
+        "message": [str(r[3] or "") for r in results],
+        "runtime_s": [float(r[4]) for r in results],
+    }
+    schema = _schema()
+    return pa.table({f.name: pa.array(data[f.name], type=f.type) for f in schema}, schema=schema)
 
 
-def write_cell(out: str | Path, cell_hash: str, frame: pd.DataFrame) -> Path:
-    """Write one cell's rows to ``OUTDIR/cells/<hash>.parquet`` atomically."""
+def write_cell(out: str | Path, cell_hash: str, table: Any) -> Path:
+    """Write one cell's rows (an Arrow table or a DataFrame) to
+    ``OUTDIR/cells/<hash>.parquet`` atomically (temp file + rename)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from sceval.benchmark.results import SCHEMA_VERSION
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[b"sceval_schema_version"] = SCHEMA_VERSION.encode()
     meta[b"sceval_version"] = __version__.encode()
@@ -231,7 +255,7 @@ def write_cell(out: str | Path, cell_hash: str, frame: pd.DataFrame) -> Path:
     return atomic_write(cell_path(out, cell_hash), lambda fh: pq.write_table(table, fh), mode="wb")
 
 
-def _failed_frame(cell: Cell, kind: str, err: BaseException, t0: float) -> pd.DataFrame:
+def _failed_frame(cell: Cell, kind: str, err: BaseException, t0: float) -> Any:
     from sceval.tasks.base import TASKS
 
     try:
@@ -240,8 +264,7 @@ def _failed_frame(cell: Cell, kind: str, err: BaseException, t0: float) -> pd.Da
         metrics = TASKS.get(cell.task.key).info.metric_keys
     msg = f"{type(err).__name__}: {err}"
     rt = time.perf_counter() - t0
-    model = type("M", (), {"info": type("I", (), {"kind": kind})()})()
-    return _rows(cell, model, [(m, np.nan, "failed", msg, rt) for m in metrics], peak_mb(), 0, "")
+    return _rows(cell, kind, [(m, np.nan, "failed", msg, rt) for m in metrics], peak_mb(), 0, "")
 
 
 def run_job(
@@ -261,7 +284,9 @@ def run_job(
     list of dict
         Per cell run: ``cell`` (hash), ``status``, ``embed_s`` (time spent computing the
         embedding for this cell, 0 when cached or computed for an earlier cell),
-        ``task_s`` (the task's own time) and ``embedding_calls``.
+        ``task_s`` (the task's own time), ``embedding_calls`` and ``load_s`` (time spent
+        loading and validating the dataset, on the job's first cell; 0 when this process
+        had it loaded already).
     """
     from sceval.benchmark.runner import _resolve_device, score_task
     from sceval.models.base import MODELS, EmbedContext
@@ -281,6 +306,7 @@ def run_job(
     t_load = time.perf_counter()
     try:
         adata, report, prep = _dataset(job.dataset, job.data_id)
+        load_s = time.perf_counter() - t_load
         model = model_cls(**job.model_params)
     except Exception as err:  # unreadable data: every cell of the job fails, with the reason
         for cell in todo:
@@ -324,14 +350,16 @@ def run_job(
         results, status = score_task(task, data, model, c, lazy)
         task_s = time.perf_counter() - t0 - (emb.spent - spent_before)
         peak = max(peak_mb(), emb.peak if emb.spent > spent_before else 0.0)
-        write_cell(job.out, cell.hash, _rows(cell, model, results, peak, n_scored, tag))
+        write_cell(job.out, cell.hash, _rows(cell, kind, results, peak, n_scored, tag))
         item = {
             "cell": cell.hash,
             "status": status,
             "embed_s": emb.spent - spent_before,
             "task_s": task_s,
             "embedding_calls": emb.calls,
+            "load_s": load_s,
         }
+        load_s = 0.0
         summary.append(item)
         if on_cell:
             on_cell(item)

@@ -560,13 +560,14 @@ def run_grid(
             disable=not show,
         )
         counts: dict[str, int] = {}
-        embed_s = task_s = 0.0
+        embed_s = task_s = load_s = 0.0
 
         def on_cell(item: dict[str, Any]) -> None:
-            nonlocal embed_s, task_s
+            nonlocal embed_s, task_s, load_s
             counts[item["status"]] = counts.get(item["status"], 0) + 1
             embed_s += float(item.get("embed_s", 0.0))
             task_s += float(item.get("task_s", 0.0))
+            load_s += float(item.get("load_s", 0.0))
             bar.update(1)
 
         t0 = time.perf_counter()
@@ -588,7 +589,7 @@ def run_grid(
             cells_run=sum(counts.values()),
             cells_by_status=counts,
             cells_missing=len(missing),
-            compute_s={"embedding": embed_s, "tasks": task_s},
+            compute_s={"embedding": embed_s, "tasks": task_s, "data_load": load_s},
             errors=errors,
         )
         _write_json(outdir / "run.json", record)
