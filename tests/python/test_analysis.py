@@ -301,6 +301,22 @@ def test_scaled_scores_lower_is_better():
     assert (out.loc["pca", "zero"], out.loc["pca", "one"]) == (4.0, 1.0)
 
 
+def test_scaled_scores_per_setting_controls():
+    # a task-level grid: the controls run at each setting are that setting's reference
+    a, b = {"annotation.finetune_lr": 0.1}, {"annotation.finetune_lr": 0.01}
+    rows = [("annotation", m, p, 0, "knn_accuracy", v) for m, p, v in [
+        ("shuffled", a, 0.0), ("labels", a, 1.0), ("scgpt", a, 0.5),
+        ("shuffled", b, 0.2), ("labels", b, 0.6), ("scgpt", b, 0.4),
+        ("pca", {}, 0.5),
+    ]]  # fmt: skip
+    out = A.scaled_scores(table(rows, grid=True)).set_index(["model", "params"])
+    assert out.loc[("scgpt", json.dumps(a)), "scaled"] == pytest.approx(0.5)
+    assert out.loc[("scgpt", json.dumps(b)), "scaled"] == pytest.approx(0.5)
+    assert out.loc[("labels", json.dumps(b)), "scaled"] == pytest.approx(1.0)
+    # pca has no setting of its own: the controls' means over their settings
+    assert out.loc[("pca", "{}"), "scaled"] == pytest.approx((0.5 - 0.1) / (0.8 - 0.1))
+
+
 def test_scaled_scores_min_max_without_controls():
     rows = [("integration", m, {}, 0, "nmi", v) for m, v in [("a", 0.2), ("b", 0.6), ("c", 1.0)]]
     out = A.scaled_scores(table(rows)).set_index("model")

@@ -434,12 +434,36 @@ def sensitivity_curves(results: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values([*base, "param", "others", "x", "param_value"], kind="stable")
 
 
+def _reference(ctrl: pd.Series, means: pd.Series, higher: bool) -> tuple[float, float, str]:
+    """The means that scale to 0 and 1 (see the module docstring) and a note."""
+    sign = 1.0 if higher else -1.0
+    neg = ctrl.reindex([c for c in NEGATIVE_CONTROLS if c in ctrl.index])
+    pos = ctrl.reindex([c for c in POSITIVE_CONTROLS if c in ctrl.index])
+    if neg.empty:
+        note = "min-max over models: no negative control (shuffled, unintegrated) run"
+    else:
+        zero_name, one_name = (neg * sign).idxmin(), (pos * sign).idxmax()
+        zero, one = float(neg[zero_name]), float(pos[one_name])
+        if sign * (one - zero) > 0:
+            return zero, one, f"controls: 0={zero_name}, 1={one_name}"
+        note = (
+            f"min-max over models: no control scores better than the negative control {zero_name}"
+        )
+    zero = float(means.min() if higher else means.max())
+    one = float(means.max() if higher else means.min())
+    if one == zero:
+        note += " (all models equal: scaled is NaN)"
+    return zero, one, note
+
+
 def scaled_scores(results: pd.DataFrame) -> pd.DataFrame:
     """Each model's mean over seeds scaled between the negative and positive controls.
 
     See the module docstring for which control is 0 and which is 1; ``scaled = (mean -
     zero) / (one - zero)``, so 0 = the negative control, 1 = the positive control and
-    the direction of the metric is respected.
+    the direction of the metric is respected. When the controls themselves were run at
+    several hyperparameter settings (a task-level grid), each setting is scaled by the
+    controls of the same setting; other rows use each control's mean over its settings.
 
     Parameters
     ----------
@@ -462,41 +486,24 @@ def scaled_scores(results: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     parts = []
     for (_, _, met), grp in summ.groupby(["dataset", "task", "metric"], sort=False):
-        grp = grp.copy()
         hib = grp["higher_is_better"].iloc[0]
         higher = True if pd.isna(hib) else bool(hib)
-        sign = 1.0 if higher else -1.0
-        ctrl = grp[grp["model_kind"] == "control"].groupby("model")["mean"].mean()
-        neg = ctrl.reindex([c for c in NEGATIVE_CONTROLS if c in ctrl.index])
-        pos = ctrl.reindex([c for c in POSITIVE_CONTROLS if c in ctrl.index])
-        note = ""
-        zero = one = np.nan
-        if neg.empty:
-            note = "min-max over models: no negative control (shuffled, unintegrated) run"
-        else:
-            zero_name = (neg * sign).idxmin()
-            one_name = (pos * sign).idxmax()
-            zero, one = float(neg[zero_name]), float(pos[one_name])
-            if sign * (one - zero) > 0:
-                note = f"controls: 0={zero_name}, 1={one_name}"
-            else:
-                note = (
-                    "min-max over models: no control scores better than the negative "
-                    f"control {zero_name}"
-                )
-        if note.startswith("min-max"):
-            means = grp["mean"].astype(float)
-            zero = float(means.min() if higher else means.max())
-            one = float(means.max() if higher else means.min())
-            if one == zero:
-                note += " (all models equal: scaled is NaN)"
-        if pd.isna(hib):
-            note += "; direction unknown, assumed higher is better"
-        span = one - zero
-        grp["scaled"] = (grp["mean"] - zero) / span if span != 0 else np.nan
-        grp["zero"], grp["one"], grp["scale_note"] = zero, one, note
-        grp["category"] = metric_category(str(met))
-        parts.append(grp)
+        controls = grp[grp["model_kind"] == "control"]
+        ctrl_all = controls.groupby("model")["mean"].mean()
+        for params, sub in grp.groupby("params", sort=False):
+            # a control run at this hyperparameter setting (a task-level grid) is the
+            # reference of this setting; otherwise its mean over its settings
+            ctrl = ctrl_all.copy()
+            ctrl.update(controls[controls["params"] == params].groupby("model")["mean"].mean())
+            zero, one, note = _reference(ctrl, grp["mean"].astype(float), higher)
+            if pd.isna(hib):
+                note += "; direction unknown, assumed higher is better"
+            span = one - zero
+            sub = sub.copy()
+            sub["scaled"] = (sub["mean"] - zero) / span if span != 0 else np.nan
+            sub["zero"], sub["one"], sub["scale_note"] = zero, one, note
+            sub["category"] = metric_category(str(met))
+            parts.append(sub)
     out = pd.concat(parts, ignore_index=True)
     return out[cols].reset_index(drop=True)
 
