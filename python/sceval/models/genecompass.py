@@ -10,9 +10,10 @@ embedding block is written here in plain PyTorch after the official
 
 Checkpoint layout
 -----------------
-The released models (``GeneCompass_Small``: 6 layers, ``GeneCompass_Base``: 12 layers,
-both 768-d; scidb.cn, README "Download Checkpoints") are ``save_pretrained`` folders of the
-official ``BertForMaskedLM``: ``config.json`` (a ``BertConfig`` with the extra flags
+The released models (``GeneCompass_Base``: 12 layers, 768-d, as the pretraining script;
+``GeneCompass_Small``: 6 layers, its other sizes are not documented and are read from its
+``config.json``; scidb.cn, README "Download Checkpoints") are ``save_pretrained`` folders of
+the official ``BertForMaskedLM``: ``config.json`` (a ``BertConfig`` with the extra flags
 ``use_values``, ``use_promoter``, ``use_co_exp``, ``use_gene_family``, ``use_peca_grn``,
 ``use_cls_token``, ``warmup_steps``, ``emb_warmup_steps``) and ``pytorch_model.bin``. The
 state dict holds ``bert.embeddings.*`` (``word_embeddings``, ``{prior}_embeddings.linear1``,
@@ -187,7 +188,7 @@ def _genecompass_spec(name: str, model_dir: str, layers: int, approx_mb: float) 
         license=_LICENSE,
         citation=_CITATION,
         homepage=_HOME,
-        description=f"GeneCompass {model_dir} ({layers} layers, 768-d, 2,048 genes): "
+        description=f"GeneCompass {model_dir} ({layers} layers, 2,048 genes per cell): "
         "pretrained on ~101 million human and mouse cells with promoter, co-expression, "
         "gene-family and GRN prior knowledge",
         species="human+mouse",
