@@ -210,3 +210,15 @@ def test_model_names_must_be_unique(tmp_path):
 def test_plugins_must_import(tmp_path):
     with pytest.raises(ConfigError, match=r"line 1: plugins\[0\]: cannot import plugin module"):
         load_config(write(tmp_path, "plugins: [no_such_module_e1]\n" + GOOD))
+
+
+def test_registry_datasets_take_the_registry_keys(tmp_path):
+    cfg = load_config(
+        write(tmp_path, "datasets: [{registry: sim_3batch}]\nmodels: [pca]\ntasks: [integration]\n")
+    )
+    ds = cfg.datasets[0]
+    assert ds.name == "sim_3batch" and ds.registry == "sim_3batch"
+    assert ds.batch_key == "batch" and ds.label_key == "cell_type"
+    text = "datasets:\n  - registry: sim_3bach\nmodels: [pca]\ntasks: [annotation]\n"
+    with pytest.raises(ConfigError, match=r"line 2: datasets\[0\]\.registry: .*sim_3bach"):
+        load_config(write(tmp_path, text))

@@ -101,7 +101,8 @@ def write_yaml(path: Path, text: str) -> Path:
 HASH_A = """\
 seeds: [0, 1]
 datasets:
-  - {name: sim, simulate: {n_cells: 200, n_genes: 100, seed: 0}, batch_key: batch, label_key: cell_type}
+  - {name: sim, simulate: {n_cells: 200, n_genes: 100, seed: 0},
+     batch_key: batch, label_key: cell_type}
 models:
   - {key: pca, params: {n_comps: 10}, grid: {}}
 tasks:
@@ -114,7 +115,8 @@ tasks:
 models:
   - {params: {n_comps: 10}, key: pca}
 datasets:
-  - {label_key: cell_type, batch_key: batch, simulate: {seed: 0, n_genes: 100, n_cells: 200}, name: sim}
+  - {label_key: cell_type, batch_key: batch,
+     simulate: {seed: 0, n_genes: 100, n_cells: 200}, name: sim}
 seeds: [0, 1]
 """
 
@@ -356,3 +358,58 @@ def test_cli_config_errors_and_conflicts(tmp_path):
         cli, ["run", "--config", str(bad), "--processes", "2", "--dask-local", "2"]
     )
     assert r.exit_code == 2 and "choose one executor" in r.output
+
+
+def test_registry_datasets_go_through_the_registry_hook(tmp_path, monkeypatch, small):
+    import types
+
+    from sceval.testing import small_dataset
+
+    loaded = []
+
+    def load_dataset(name, backed=False):
+        loaded.append((name, backed))
+        return small_dataset(n_cells=150, n_genes=80, n_batches=2)
+
+    fake = types.ModuleType("sceval.data.registry")
+    fake.get_dataset = lambda name: types.SimpleNamespace(
+        batch_key="batch", label_key="cell_type", files=(), builtin=True
+    )
+    fake.load_dataset = load_dataset
+    monkeypatch.setitem(sys.modules, "sceval.data.registry", fake)
+    cfg = base_config(datasets=[{"registry": "toy"}], models=["pca"], seeds=[0])
+    res = run_grid(cfg, tmp_path / "out", progress=False)
+    assert loaded == [("toy", False)]
+    assert (res["dataset"] == "toy").all() and (res["status"] == "ok").all()
+    rec = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert rec["datasets"]["toy"]["registry"] == "toy"
+
+
+def test_foundation_model_cells_hash_their_checkpoint(tmp_path, small):
+    from sceval.testing import tiny_checkpoint
+
+    adata = small[:200].copy()
+    adata.write_h5ad(tmp_path / "d.h5ad")
+    ckpt = tiny_checkpoint("scgpt", tmp_path / "ckpt", adata)
+    cfg = {
+        "device": "cpu",
+        "seeds": [0],
+        "datasets": [{"path": str(tmp_path / "d.h5ad"), "label_key": "cell_type"}],
+        "models": [{"key": "scgpt", "checkpoint": str(ckpt)}],
+        "tasks": ["annotation"],
+    }
+    res = run_grid(cfg, tmp_path / "out", progress=False)
+    assert (res["status"] == "ok").all() and (res["model_kind"] == "foundation").all()
+    rec = json.loads((tmp_path / "out" / "run.json").read_text())
+    sha = rec["checkpoints"]["scgpt"]["checkpoint_sha256"]
+    assert isinstance(sha, str) and len(sha) == 64
+    plan = plan_grid(cfg, tmp_path / "out")
+    assert plan["done"].all() and not plan["gpu"].any()
+    # the checkpoint's content, not its folder, identifies the cell
+    moved = tmp_path / "elsewhere"
+    Path(ckpt).rename(moved)
+    cfg["models"][0]["checkpoint"] = str(moved)
+    assert plan_grid(cfg, tmp_path / "out")["done"].all()
+    first = sorted(p for p in moved.rglob("*") if p.is_file())[0]
+    first.write_bytes(first.read_bytes() + b" ")
+    assert not plan_grid(cfg, tmp_path / "out")["done"].any()

@@ -713,17 +713,20 @@ def _dataset(d: Any, i: int, base: Path, tasks: list[TaskSpec], where: _Where) -
         keys = _registry_keys(reg or "", (*p, "registry"), where)
         default_name = reg or f"data{i}"
     backed = _bool(d.get("backed", False), (*p, "backed"), where)
-    if backed and path is None:
-        raise where.error((*p, "backed"), "backed: true needs a path: dataset (an .h5ad file)")
+    if backed and path is None and reg is None:
+        msg = "backed: true needs a path: (an .h5ad file) or registry: dataset"
+        raise where.error((*p, "backed"), msg)
     for k in ("batch_key", "label_key", "counts_layer", "gene_id_column"):
         if k in d:
             keys[k] = _str(d[k], (*p, k), where)
     tparams_raw = _mapping(d.get("task_params"), (*p, "task_params"), where, "task -> parameters")
-    tparams: dict[str, dict[str, Any]] = {}
+    tparams: dict[str, dict[str, Any]] = {
+        k: dict(v) for k, v in keys.pop("task_params", {}).items()
+    }
     for tk, tv in tparams_raw.items():
         if tk not in TASKS:
             raise where.error((*p, "task_params", tk), _did_you_mean("task", tk, TASKS.keys()))
-        tparams[tk] = _params(tv, (*p, "task_params", tk), where)
+        tparams[tk] = {**tparams.get(tk, {}), **_params(tv, (*p, "task_params", tk), where)}
     only = None
     if d.get("tasks") is not None:
         only = tuple(_list(d["tasks"], (*p, "tasks"), where, "a list of task keys"))
@@ -772,8 +775,16 @@ def _registry_keys(name: str, path: tuple[Any, ...], where: _Where) -> dict[str,
         entry = registry.get_dataset(name)
     except Exception as err:
         raise where.error(path, str(err)) from None
-    return {
+    keys: dict[str, Any] = {
         k: getattr(entry, k, None)
         for k in ("batch_key", "label_key", "counts_layer", "gene_id_column")
         if getattr(entry, k, None) is not None
     }
+    pert = {
+        k: getattr(entry, k, None)
+        for k in ("perturbation_key", "control")
+        if getattr(entry, k, None) is not None
+    }
+    if pert:
+        keys["task_params"] = {"perturbation": pert}
+    return keys

@@ -189,8 +189,11 @@ def _registry_sha(name: str) -> str | None:
         entry = importlib.import_module("sceval.data.registry").get_dataset(name)
     except Exception:
         return None
-    sha = getattr(entry, "sha256", None)
-    return str(sha) if sha else None
+    files = [
+        f"{getattr(f, 'name', '')}:{getattr(f, 'sha256', None)}"
+        for f in getattr(entry, "files", ())
+    ]
+    return sha256_json(files) if files and all(not f.endswith(":None") for f in files) else None
 
 
 def checkpoint_identity(model: ModelSpec, shas: _ShaCache) -> dict[str, Any]:

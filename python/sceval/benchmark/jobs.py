@@ -60,6 +60,8 @@ def load_dataset(ds: DatasetSpec) -> Any:
         sim = importlib.import_module("sceval.data.simulate").simulate
         return sim(**dict(ds.simulate))
     registry = importlib.import_module("sceval.data.registry")  # hook: the dataset registry
+    if ds.backed:
+        return registry.load_dataset(ds.registry, backed=True)
     return registry.load_dataset(ds.registry)
 
 

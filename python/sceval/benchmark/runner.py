@@ -507,7 +507,13 @@ def run_grid(
     )
     owns = not hasattr(kind, "run") and type(kind).__name__ != "Client"
     try:
-        gpu = _local_gpu(cfg.device) or (cfg.device != "cpu" and ex.gpu_workers())
+        # GPU cells: on Dask only where a worker offers the GPU resource (else they would
+        # wait forever); elsewhere where this machine has CUDA
+        if ex.kind == "dask":
+            gpu = cfg.device != "cpu" and ex.gpu_workers()
+        else:
+            gpu = _local_gpu(cfg.device)
+        _check_registry_data(cfg)
         cells, data_ids, model_ids = expand_grid(cfg, outdir, gpu)
         if cfg.device == "cuda" and ex.kind == "dask" and not ex.gpu_workers():
             msg = (
@@ -573,6 +579,10 @@ def run_grid(
         t0 = time.perf_counter()
         try:
             errors = ex.run(jobs, on_cell)
+        except KeyboardInterrupt:
+            record.update(status="interrupted", finished=now(), cells_run=sum(counts.values()))
+            _write_json(outdir / "run.json", record)
+            raise
         finally:
             bar.close()
             if ex.kind == "inline":
@@ -605,6 +615,27 @@ def run_grid(
         )
         raise RuntimeError(msg)
     return results
+
+
+def _check_registry_data(cfg: Any) -> None:
+    """Registry datasets must be downloaded before a run (a missing one is an error that
+    names the command, not a column of failed cells)."""
+    import importlib
+
+    names = [d.registry for d in cfg.datasets if d.registry is not None]
+    if not names:
+        return
+    registry = importlib.import_module("sceval.data.registry")
+    for name in names:
+        spec = registry.get_dataset(name)
+        if getattr(spec, "builtin", False) or not hasattr(registry, "is_downloaded"):
+            continue
+        if not registry.is_downloaded(name):
+            msg = (
+                f"dataset {name!r} (registry) is not downloaded; get it with "
+                f"`sceval fetch-data {name}`, then run again."
+            )
+            raise ValueError(msg)
 
 
 def _sorted(results: pd.DataFrame, cells: Sequence[Any]) -> pd.DataFrame:

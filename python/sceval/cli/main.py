@@ -414,7 +414,15 @@ def _run_config(
             retry_failed=opts["--retry-failed"],
             progress=False if quiet else None,
         )
-    except (ScevalError, ValueError, click.BadParameter, RuntimeError, ImportError) as err:
+    except (
+        ScevalError,
+        ValueError,
+        click.BadParameter,
+        RuntimeError,
+        ImportError,
+        OSError,
+        TimeoutError,
+    ) as err:
         _fail(err)
         return
     click.echo(format_summary(results))
