@@ -30,8 +30,10 @@
 #' @param ... Passed to Python `sceval.run_benchmark()`: e.g.
 #'   `model_params = list(scvi = list(max_epochs = 50))`, `task_params`,
 #'   `device = "cpu"`, `counts_layer`, `gene_id_column`.
-#' @param config Path of a YAML benchmark config; when given, the grid it describes is
-#'   run and `x`, `models`, `tasks`, `batch`, `label`, `seeds`, `embeddings` and
+#' @param config Path of a YAML benchmark config, or the same structure as a named list
+#'   (e.g. `list(datasets = list(list(simulate = list(n_cells = 500))), models =
+#'   c("pca", "labels"), tasks = "annotation", seeds = 0:1)`); when given, the grid it
+#'   describes is run and `x`, `models`, `tasks`, `batch`, `label`, `seeds`, `embeddings` and
 #'   `dataset` must be left at their defaults (the config names them).
 #' @param out With `config`: the output folder (default: the config's `out`, else
 #'   `"sceval-out"`).
@@ -105,10 +107,15 @@ run_benchmark <- function(x, models = NULL, tasks = NULL, batch = NULL, label = 
 }
 
 .run_config <- function(config, out, executor, workers, address, resume, ...) {
-    if (!is.character(config) || length(config) != 1L || is.na(config)) {
-        .stop("config must be the path of a YAML benchmark config, e.g. \"bench.yaml\".")
-    }
-    if (!file.exists(config)) {
+    if (is.list(config)) {
+        if (is.null(names(config)) || !all(nzchar(names(config)))) {
+            .stop("a config given as a list must be named like the YAML file: ",
+                "list(datasets = ..., models = ..., tasks = ..., seeds = ...).")
+        }
+    } else if (!is.character(config) || length(config) != 1L || is.na(config)) {
+        .stop("config must be the path of a YAML benchmark config, e.g. \"bench.yaml\", ",
+            "or the same structure as a named list.")
+    } else if (!file.exists(config)) {
         .stop("config file '", config, "' does not exist; expected a YAML benchmark config ",
             "(see system.file(\"examples\", package = \"sceval\")).")
     }
@@ -118,8 +125,11 @@ run_benchmark <- function(x, models = NULL, tasks = NULL, batch = NULL, label = 
     if (!is.null(workers) && (!is.numeric(workers) || length(workers) != 1L || workers < 1)) {
         .stop("workers must be one whole number >= 1.")
     }
+    if (is.character(config)) {
+        config <- normalizePath(config)
+    }
     res <- .py_call(.sceval_module("benchmark.runner")$run_grid_for_r,
-        normalizePath(config), out = if (!is.null(out)) path.expand(out),
+        config, out = if (!is.null(out)) path.expand(out),
         executor = executor, workers = if (!is.null(workers)) as.integer(workers),
         address = address, resume = isTRUE(resume), ...)
     .frame_from_python(res)

@@ -134,3 +134,22 @@ test_that("run_benchmark(config =) reports config errors with the line", {
         "the config names the datasets, models, tasks and seeds; drop models", fixed = TRUE)
     expect_error(run_benchmark(), "or a benchmark config as config", fixed = TRUE)
 })
+
+test_that("run_benchmark(config =) takes the same structure as a named list", {
+    skip_if_no_python()
+    out <- tempfile("grid")
+    cfg <- list(
+        datasets = list(list(name = "sim", simulate = list(n_cells = 120, n_genes = 60,
+            n_batches = 2, n_cell_types = 3))),
+        models = c("pca", "labels"),
+        tasks = "annotation",
+        seeds = 0:1,
+        device = "cpu")
+    res <- run_benchmark(config = cfg, out = out)
+    expect_setequal(unique(res$model), c("pca", "labels"))
+    expect_setequal(unique(res$seed), 0:1)
+    expect_true(all(res$status == "ok"))
+    expect_length(unique(res$cell), 4L)
+    expect_error(run_benchmark(config = list(1, 2)), "must be named like the YAML file",
+        fixed = TRUE)
+})

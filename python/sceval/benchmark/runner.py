@@ -661,8 +661,24 @@ def _write_json(path: Any, data: dict[str, Any]) -> None:
     atomic_write(path, lambda fh: json.dump(data, fh, indent=2, default=str))
 
 
+def _config_from_r(x: Any) -> dict[str, Any]:
+    """An R list config as the YAML structure: whole numbers as ints, and a single key
+    where a list is expected (``models = "pca"``) as a one-element list."""
+    from sceval.interop import _whole_to_int
+
+    data = dict(_whole_to_int(dict(x)))
+    for key in ("models", "tasks", "datasets", "plugins"):
+        v = data.get(key)
+        if isinstance(v, (str, dict)):
+            data[key] = [v]
+    for i, ds in enumerate(data.get("datasets") or []):
+        if isinstance(ds, dict) and isinstance(ds.get("tasks"), str):
+            data["datasets"][i] = {**ds, "tasks": [ds["tasks"]]}
+    return data
+
+
 def run_grid_for_r(
-    config: str,
+    config: Any,
     out: str | None = None,
     *,
     executor: str | None = None,
@@ -673,10 +689,14 @@ def run_grid_for_r(
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """:func:`run_grid` for R's ``run_benchmark(config = ...)``: the results table as
-    :func:`sceval.interop.frame_to_r` pieces (R numbers arrive as floats: ``workers`` is
-    made an int)."""
+    :func:`sceval.interop.frame_to_r` pieces. ``config`` is a YAML path or the same
+    structure as an R list (R numbers arrive as floats: whole ones are made ints)."""
     from sceval.interop import frame_to_r
 
+    if not isinstance(config, str):
+        from sceval.benchmark.config import parse_config
+
+        config = parse_config(_config_from_r(config))
     res = run_grid(
         config,
         out,
