@@ -937,7 +937,7 @@ def build_tokenizer(
         No gene matches the vocabulary (a ``UserWarning`` below 50% coverage).
     """
     from sceval.data.contract import get_counts
-    from sceval.models.scgpt import gene_symbols
+    from sceval.models.foundation import gene_symbols
 
     symbols = gene_symbols(adata, report)
     ids, via_alias = _match(symbols, vocab, aliases or {})

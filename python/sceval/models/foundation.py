@@ -28,6 +28,7 @@ __all__ = [
     "batches_by_length",
     "check_precision",
     "gene_coverage",
+    "gene_symbols",
     "inference_context",
     "torch_device",
 ]
@@ -94,6 +95,27 @@ def gene_coverage(matched: np.ndarray, counts: Any, model_key: str) -> GeneCover
     if cov.fraction_genes < LOW_COVERAGE:
         warnings.warn(f"model {model_key!r}: low {cov.message}", UserWarning, stacklevel=3)
     return cov
+
+
+def gene_symbols(adata: Any, report: Any) -> np.ndarray:
+    """Gene symbols of ``adata``'s genes (``""`` when unknown).
+
+    Symbols are taken as they are; Ensembl IDs are translated through
+    ``var["gene_symbol"]`` (written by :func:`sceval.data.harmonize_genes`) or, when that
+    column is absent, the bundled gene tables (:func:`sceval.data.genes.map_genes`).
+    """
+    col = getattr(report, "gene_id_column", None)
+    ids = adata.var[col] if col else adata.var_names
+    ids = np.asarray([str(x) for x in ids], dtype=object)
+    if not str(getattr(report, "gene_id_type", "symbol")).startswith("ensembl"):
+        return ids
+    if "gene_symbol" in adata.var.columns:
+        sym = adata.var["gene_symbol"]
+        return np.asarray(["" if v is None or v != v else str(v) for v in sym], dtype=object)
+    from sceval.data.genes import map_genes
+
+    table, _ = map_genes(list(ids))
+    return table["gene_symbol"].to_numpy(dtype=object)
 
 
 def batches_by_length(

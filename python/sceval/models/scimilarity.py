@@ -386,7 +386,7 @@ class _ScimilarityBase(FoundationModel):
     def embed_cells(self, adata: Any, ctx: EmbedContext) -> np.ndarray:
         """Unit-norm embeddings ``(n_cells, latent)`` float32."""
         from sceval.data.contract import get_counts
-        from sceval.models.scgpt import gene_symbols
+        from sceval.models.foundation import gene_symbols
 
         module, ck = self._load(ctx)
         symbols = gene_symbols(adata, ctx.report)

@@ -1086,7 +1086,7 @@ def build_tokenizer(
         No gene matches (from :func:`gene_coverage`).
     """
     from sceval.data.contract import get_counts
-    from sceval.models.scgpt import gene_symbols
+    from sceval.models.foundation import gene_symbols
 
     symbols, rows = _species_genes(loaded, species, model_key)
     token_of = {s: loaded.offsets[species] + j for j, s in enumerate(symbols)}
