@@ -172,3 +172,36 @@ def test_dask_executor_wraps_a_client(client):
     assert ex.gpu_workers() is False
     ex.close()  # a borrowed client stays open
     assert client.status == "running"
+
+
+def test_gpu_cells_ask_dask_for_a_gpu_worker(tmp_path, client, monkeypatch):
+    import dataclasses
+
+    from sceval.benchmark.grid import expand_grid, group_jobs
+
+    cfg = parse_config(
+        {
+            "datasets": [{"simulate": {"n_cells": 100, "n_genes": 60}}],
+            "models": ["pca", "scgpt"],
+            "tasks": ["annotation"],
+        }
+    )
+    cells, data_ids, model_ids = expand_grid(cfg, gpu_available=True)
+    assert {c.model.key: c.gpu for c in cells} == {"pca": False, "scgpt": True}
+    assert not any(c.gpu for c in expand_grid(cfg, gpu_available=False)[0])
+    jobs = group_jobs(cells, cfg, tmp_path, data_ids, model_ids)
+    pca = next(j for j in jobs if j.model.key == "pca")
+    seen = []
+    real = client.submit
+
+    def submit(fn, *args, **kwargs):
+        seen.append(kwargs.get("resources"))
+        kwargs["resources"] = None  # the test cluster has no GPU; run it anyway
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(client, "submit", submit)
+    done = []
+    errors = DaskExecutor(client=client).run(
+        [pca, dataclasses.replace(pca, key="gpu-copy", gpu=True)], done.append
+    )
+    assert errors == [] and seen == [None, {"GPU": 1}]

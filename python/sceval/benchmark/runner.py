@@ -485,7 +485,6 @@ def run_grid(
         When jobs did not finish (e.g. their worker was lost); finished cells are kept
         and a rerun completes the grid.
     """
-    import json
     import sys
 
     import yaml
@@ -515,7 +514,7 @@ def run_grid(
             gpu = _local_gpu(cfg.device)
         _check_registry_data(cfg)
         cells, data_ids, model_ids = expand_grid(cfg, outdir, gpu)
-        if cfg.device == "cuda" and ex.kind == "dask" and not ex.gpu_workers():
+        if cfg.device == "cuda" and ex.kind == "dask" and not gpu and _has_foundation(cfg):
             msg = (
                 "device: cuda, but no Dask worker offers a GPU; start GPU workers with "
                 "`dask worker ADDRESS --resources GPU=1`, or set device: cpu."
@@ -603,7 +602,6 @@ def run_grid(
             errors=errors,
         )
         _write_json(outdir / "run.json", record)
-        del json
     finally:
         if owns:
             ex.close()
@@ -615,6 +613,10 @@ def run_grid(
         )
         raise RuntimeError(msg)
     return results
+
+
+def _has_foundation(cfg: Any) -> bool:
+    return any(issubclass(MODELS.get(m.key), FoundationModel) for m in cfg.models)
 
 
 def _check_registry_data(cfg: Any) -> None:
