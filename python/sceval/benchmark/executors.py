@@ -8,7 +8,10 @@ Dask: ``DaskExecutor(address="tcp://scheduler:8786")`` connects to a running clu
 ``scheduler_address``); ``DaskExecutor(n_workers=N)`` starts a ``LocalCluster`` of N
 single-threaded worker processes. Jobs of foundation models on a GPU device are
 submitted with ``resources={"GPU": 1}``: start GPU workers with ``dask worker ADDRESS
---resources GPU=1`` (one per GPU), or those jobs never start.
+--resources GPU=1`` (one per GPU), or those jobs never start (with ``device: auto`` they
+are only annotated when some worker offers a GPU). Workers write the cell files and the
+embedding cache themselves: the output folder and the dataset files must be visible to
+every worker at the same paths (a shared file system, as on a SLURM cluster).
 """
 
 from __future__ import annotations
