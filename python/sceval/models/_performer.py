@@ -57,7 +57,6 @@ import numpy as np
 
 from sceval._errors import ModelSkippedError, ScevalError
 from sceval.models.base import EmbedContext
-from sceval.models.checkpoints import FileSpec
 from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
@@ -74,7 +73,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "EPS",
     "MODES",
-    "ManualFileSpec",
     "PerformerCheckpointError",
     "PerformerConfig",
     "PerformerFoundation",
@@ -100,16 +98,6 @@ OPTIONAL_KEYS = ("performer.calls_since_last_redraw",)
 
 class PerformerCheckpointError(ScevalError, ValueError):
     """A scBERT/CellLM checkpoint folder does not match the official format."""
-
-
-class ManualFileSpec(FileSpec):
-    """A file whose official location is a share page (WeChat Drive, Baidu Pan) that
-    cannot be fetched with a plain HTTP GET: ``sceval fetch`` explains the manual
-    download instead of downloading the page."""
-
-    @property
-    def direct(self) -> bool:
-        return False
 
 
 # --------------------------------------------------------------------------- config

@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sceval.models._performer import (
-    ManualFileSpec,
     PerformerCheckpointError,
     PerformerConfig,
     PerformerFoundation,
@@ -110,8 +109,8 @@ register_checkpoint(
                 "cellLM.json",
                 "https://raw.githubusercontent.com/PharMolix/OpenBioMed/main/configs/ctc/cellLM.json",
             ),
-            ManualFileSpec("checkpoint4_fixed.pth", _BAIDU),
-            ManualFileSpec("zheng68k_hgnc.h5ad", _BAIDU),
+            FileSpec("checkpoint4_fixed.pth", _BAIDU, manual=True),
+            FileSpec("zheng68k_hgnc.h5ad", _BAIDU, manual=True),
         ),
         license=_LICENSE,
         citation=_CITATION,

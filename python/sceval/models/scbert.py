@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sceval.models._performer import (
-    ManualFileSpec,
     PerformerCheckpointError,
     PerformerConfig,
     PerformerFoundation,
@@ -62,7 +61,7 @@ from sceval.models._performer import (
     read_gene_list,
 )
 from sceval.models.base import ModelInfo, register_model
-from sceval.models.checkpoints import CheckpointSpec, register_checkpoint
+from sceval.models.checkpoints import CheckpointSpec, FileSpec, register_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     import scipy.sparse as sp
@@ -102,11 +101,15 @@ register_checkpoint(
         name="scbert",
         model="scbert",
         files=(
-            ManualFileSpec(
-                "panglao_pretrained.pth", "https://drive.weixin.qq.com/s?k=AJEAIQdfAAoUxhXE7r"
+            FileSpec(
+                "panglao_pretrained.pth",
+                "https://drive.weixin.qq.com/s?k=AJEAIQdfAAoUxhXE7r",
+                manual=True,
             ),
-            ManualFileSpec(
-                "panglao_10000.h5ad", "https://drive.weixin.qq.com/s?k=AJEAIQdfAAozQt5B8k"
+            FileSpec(
+                "panglao_10000.h5ad",
+                "https://drive.weixin.qq.com/s?k=AJEAIQdfAAozQt5B8k",
+                manual=True,
             ),
         ),
         license=_LICENSE,
