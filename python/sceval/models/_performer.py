@@ -37,6 +37,11 @@ part in the attention normaliser (the official mask zeroes their values only); a
 positions stay identical through every layer, so one pad position with weight
 ``6000 - length`` computes the same numbers as the full padding.
 
+Measured at the official sizes with random weights on simulated cells (64 cells, one
+H200, fp32): fast vs exact differ by at most 6e-7 (scBERT) and 2.4e-6 (CellLM) in any
+coordinate; batching the official code (batch-wide key maximum, 16 cells) moves them by
+up to 0.010 (scBERT) and 0.048 (CellLM), cosine similarity >= 0.9999 with batch-of-one.
+
 The projection matrices are buffers read from the checkpoint; they are never redrawn
 (the official code redraws them only in training mode, every 1,000 forward calls).
 
