@@ -571,7 +571,7 @@ def log2_normalized(
     import scipy.sparse as sp
 
     from sceval.data.contract import get_counts
-    from sceval.models.scgpt import gene_symbols
+    from sceval.models.foundation import gene_symbols
 
     symbols = gene_symbols(adata, report)
     first: dict[str, int] = {}
