@@ -134,7 +134,6 @@ TARGET_SUM = 1e4
 DEFAULT_RESOLUTION = "t4"
 _POOLS = ("all", "max")
 _PRE_NORMALIZED = ("F", "T", "A")
-_KERNEL_EPS = 1e-4
 
 
 class ScFoundationCheckpointError(ScevalError, ValueError):
@@ -321,24 +320,15 @@ def _nn() -> types.SimpleNamespace:
             super().__init__()
             self.register_buffer("projection_matrix", torch.zeros(nb_features, dim_head))
 
-        def features(self, data: torch.Tensor, is_query: bool) -> torch.Tensor:
-            proj = self.projection_matrix.to(data.dtype)
-            normalizer = data.shape[-1] ** -0.25
-            ratio = proj.shape[0] ** -0.5
-            dash = torch.matmul(normalizer * data, proj.t())
-            diag = (data**2).sum(dim=-1, keepdim=True) / 2.0 * normalizer**2
-            if is_query:
-                stab = dash.amax(dim=-1, keepdim=True)
-            else:  # upstream: max over the whole batch tensor; per cell = batch of one
-                stab = dash.amax(dim=(1, 2, 3), keepdim=True)
-            return ratio * (torch.exp(dash - diag - stab) + _KERNEL_EPS)
-
         def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            q = self.features(q, True)
-            k = self.features(k, False)
-            d_inv = 1.0 / torch.einsum("bhnd,bhd->bhn", q, k.sum(dim=-2))
-            context = torch.einsum("bhnd,bhne->bhde", k, v)
-            return torch.einsum("bhde,bhnd,bhn->bhne", context, q, d_inv)
+            # the shared FAVOR+ kernel; upstream takes the keys' maximum over the whole
+            # batch tensor, here per cell (= the official one-cell-at-a-time result)
+            from sceval.models._performer import favor_features, linear_attention
+
+            proj = self.projection_matrix
+            q = favor_features(q, proj, is_query=True)
+            k = favor_features(k, proj, is_query=False, key_max="cell")
+            return linear_attention(q, k, v)
 
     class PerformerAttention(nn.Module):
         def __init__(self, dim: int, heads: int, dim_head: int, nb_features: int) -> None:
