@@ -31,3 +31,25 @@ test_that("a foundation model without its checkpoint is a skipped row", {
     expect_true(all(grepl("sceval fetch", res$message[res$model == "geneformer"])))
     expect_true(all(res$status[res$model == "pca"] == "ok"))
 })
+
+test_that("every foundation architecture runs from R on a tiny checkpoint", {
+    skip_if_no_python()
+    skip_if_no_bioc()
+    testing <- sceval:::.sceval_module("testing")
+    archs <- setdiff(unlist(reticulate::py_to_r(testing$tiny_checkpoint_archs())),
+        c("scgpt", "geneformer"))
+    expect_true(length(archs) >= 1L)
+    sce <- sim_sce(n_cells = 150L, n_genes = 120L)
+    py_ad <- testing$small_dataset(n_cells = 150L, n_genes = 120L)
+    for (arch in archs) {
+        ck <- as.character(reticulate::py_to_r(testing$tiny_checkpoint(
+            arch, file.path(tempdir(), paste0("tiny_", arch)), py_ad)))
+        keys <- c(arch, paste0(arch, ".random"))
+        params <- stats::setNames(rep(list(list(checkpoint = ck)), 2L), keys)
+        res <- run_benchmark(sce, models = keys, tasks = c("integration", "annotation"),
+            batch = "batch", label = "cell_type", model_params = params)
+        expect_setequal(unique(res$model), keys)
+        bad <- unique(res$message[res$status != "ok"])
+        expect_true(all(res$status == "ok"), info = paste(arch, paste(bad, collapse = "; ")))
+    }
+})
