@@ -383,7 +383,7 @@ plot_runtime <- function(results, task = NULL) {
     n <- nrow(results)
     analysis <- .sceval_module("benchmark.analysis")
     interop <- .interop()
-    df <- .py_call(interop$`_frame_from_r`, .columns_for_python(results, n, "results"),
+    df <- .py_call(interop$frame_from_r, .columns_for_python(results, n, "results"),
         as.list(as.character(seq_len(n))), "results")
     res <- .py_call(analysis[[fun]], df, ...)
     .frame_from_python(interop$frame_to_r(res))

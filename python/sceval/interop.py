@@ -34,6 +34,7 @@ __all__ = [
     "benchmark",
     "column_from_r",
     "embed",
+    "frame_from_r",
     "frame_to_r",
     "score_embeddings",
 ]
@@ -119,7 +120,7 @@ def _masked(values: np.ndarray, na: np.ndarray, dtype: str) -> Any:
     return arr
 
 
-def _frame_from_r(cols: Mapping[str, Any] | None, index: list[str], what: str) -> pd.DataFrame:
+def frame_from_r(cols: Mapping[str, Any] | None, index: list[str], what: str) -> pd.DataFrame:
     n = len(index)
     data = {}
     for name, spec in (cols or {}).items():
@@ -196,8 +197,8 @@ def anndata_from_r(
     x = _cells_by_genes(matrix, n_genes, n_cells, "the assay")
     adata = ad.AnnData(
         X=x,
-        obs=_frame_from_r(obs, cells, "obs"),
-        var=_frame_from_r(var, genes, "var"),
+        obs=frame_from_r(obs, cells, "obs"),
+        var=frame_from_r(var, genes, "var"),
     )
     for name, m in (layers or {}).items():
         adata.layers[str(name)] = _cells_by_genes(m, n_genes, n_cells, f"assay {name!r}")

@@ -206,7 +206,7 @@ test_that("read_results reads parquet and grid cells through Python", {
     dir.create(file.path(out, "cells"), recursive = TRUE)
     g <- synthetic_results(grid = TRUE)
     pd <- reticulate::import("pandas", convert = FALSE)
-    df <- sceval:::.interop()$`_frame_from_r`(sceval:::.columns_for_python(g, nrow(g), "r"),
+    df <- sceval:::.interop()$frame_from_r(sceval:::.columns_for_python(g, nrow(g), "r"),
         as.list(as.character(seq_len(nrow(g)))), "r")
     df$to_parquet(file.path(out, "cells", "all.parquet"), index = FALSE)
     back <- read_results(out)
