@@ -68,6 +68,8 @@ class EmbeddingCache:
     def put(self, key: str, emb: np.ndarray, note: str, seconds: float) -> None:
         """Store an embedding (array first, then the sidecar that marks it complete)."""
         npy, meta = self._paths(key)
-        atomic_write(npy, lambda fh: np.save(fh, np.asarray(emb), allow_pickle=False), mode="wb")
-        info = {"note": note, "seconds": seconds, "shape": list(np.shape(emb)), "time": time.time()}
-        atomic_write(meta, lambda fh: json.dump(info, fh))
+        arr = np.asarray(emb)
+        # a cache: atomic (never half a file) but not flushed to disk (no fsync)
+        atomic_write(npy, lambda fh: np.save(fh, arr, allow_pickle=False), mode="wb", fsync=False)
+        info = {"note": note, "seconds": seconds, "shape": list(arr.shape), "time": time.time()}
+        atomic_write(meta, lambda fh: json.dump(info, fh), fsync=False)

@@ -11,6 +11,7 @@ retried after a lost worker redoes only what is missing).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import time
 from collections import OrderedDict
@@ -195,6 +196,7 @@ _ARROW = {
 }
 
 
+@functools.lru_cache(maxsize=1)
 def _schema() -> Any:
     import pyarrow as pa
 

@@ -86,8 +86,11 @@ def to_frame(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     return df[list(columns)].reset_index(drop=True)
 
 
-def atomic_write(path: str | Path, write: Any, mode: str = "w") -> Path:
-    """Write a file atomically: ``write(handle)`` into a temp file, then ``os.replace``."""
+def atomic_write(path: str | Path, write: Any, mode: str = "w", fsync: bool = True) -> Path:
+    """Write a file atomically: ``write(handle)`` into a temp file, then ``os.replace``.
+
+    ``fsync=False`` skips flushing to the disk before the rename: still atomic for
+    readers and against a killed process, not against a power loss (caches)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -95,7 +98,8 @@ def atomic_write(path: str | Path, write: Any, mode: str = "w") -> Path:
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

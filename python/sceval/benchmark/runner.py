@@ -425,10 +425,14 @@ def read_cells(out: Any, hashes: Sequence[str] | None = None) -> pd.DataFrame:
         if hashes is not None
         else sorted(folder.glob("*.parquet"))
     )
-    frames = [pd.read_parquet(f) for f in files if f.exists()]
-    if not frames:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(f) for f in files if f.exists()]
+    if not tables:
         return to_frame([{"cell": ""}]).iloc[0:0]
-    return to_frame(pd.concat(frames, ignore_index=True))
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return to_frame(table.to_pandas())
 
 
 def run_grid(
