@@ -413,3 +413,35 @@ def test_foundation_model_cells_hash_their_checkpoint(tmp_path, small):
     first = sorted(p for p in moved.rglob("*") if p.is_file())[0]
     first.write_bytes(first.read_bytes() + b" ")
     assert not plan_grid(cfg, tmp_path / "out")["done"].any()
+
+
+def test_ctrl_c_stops_a_process_pool_run_and_keeps_finished_cells(tmp_path, plugin):
+    cfg = write_yaml(
+        tmp_path / "bench.yaml",
+        f"""\
+        plugins: [{PLUGIN_NAME}]
+        seeds: [0, 1, 2, 3, 4, 5]
+        device: cpu
+        datasets: [{{name: sim, simulate: {json.dumps(SIM)}}}]
+        models: [{{key: e1_slow, params: {{sleep: 2.0}}}}]
+        tasks: [annotation]
+        """,
+    )
+    out = tmp_path / "out"
+    entry = "import sys; from sceval.cli import main; sys.argv[0] = 'sceval'; main()"
+    cmd = [sys.executable, "-c", entry, "run", "--config", str(cfg), "--out", str(out)]
+    proc = subprocess.Popen([*cmd, "-q", "--processes", "2"], stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "cells").glob("*.parquet")):
+        time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read().decode()
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert time.time() - t0 < 10  # it stops without finishing the grid
+    assert proc.returncode == 130
+    assert "Interrupted: finished cells are saved" in proc.stderr.read().decode()
+    rec = json.loads((out / "run.json").read_text())
+    assert rec["status"] == "interrupted"
+    done = len(list((out / "cells").glob("*.parquet")))
+    assert 1 <= done < 6

@@ -77,7 +77,8 @@ class ProcessExecutor(Executor):
     def run(self, jobs: list[Job], on_cell: OnCell) -> list[str]:
         errors: list[str] = []
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.n_workers, mp_context=ctx) as pool:
+        pool = ProcessPoolExecutor(max_workers=self.n_workers, mp_context=ctx)
+        try:
             futures = {pool.submit(run_job, job): job for job in jobs}
             for fut in as_completed(futures):
                 try:
@@ -85,6 +86,13 @@ class ProcessExecutor(Executor):
                         on_cell(item)
                 except Exception as err:
                     errors.append(f"job {futures[fut].key}: {type(err).__name__}: {err}")
+        except BaseException:  # Ctrl-C: stop the workers now (finished cells are saved)
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.terminate()
+            raise
+        pool.shutdown(wait=True)
         return errors
 
 
@@ -163,13 +171,17 @@ class DaskExecutor(Executor):
                 resources={"GPU": 1} if job.gpu else None,
             )
             futures[fut.key] = (fut, job)
-        for fut in dask_completed([f for f, _ in futures.values()]):
-            job = futures[fut.key][1]
-            try:
-                for item in fut.result():
-                    on_cell(item)
-            except Exception as err:  # e.g. KilledWorker: finished cells are on disk
-                errors.append(f"job {job.key}: {type(err).__name__}: {err}")
+        try:
+            for fut in dask_completed([f for f, _ in futures.values()]):
+                job = futures[fut.key][1]
+                try:
+                    for item in fut.result():
+                        on_cell(item)
+                except Exception as err:  # e.g. KilledWorker: finished cells are on disk
+                    errors.append(f"job {job.key}: {type(err).__name__}: {err}")
+        except BaseException:  # Ctrl-C: cancel what has not run (finished cells are saved)
+            self.client.cancel([f for f, _ in futures.values()])
+            raise
         return errors
 
     def close(self) -> None:

@@ -414,6 +414,12 @@ def _run_config(
             retry_failed=opts["--retry-failed"],
             progress=False if quiet else None,
         )
+    except KeyboardInterrupt:
+        click.echo(
+            "\nInterrupted: finished cells are saved; run the same command again to resume.",
+            err=True,
+        )
+        sys.exit(130)
     except (
         ScevalError,
         ValueError,
