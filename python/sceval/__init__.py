@@ -23,12 +23,17 @@ from sceval._errors import (
     UnknownNameError,
 )
 from sceval.benchmark import (
+    load_config,
+    overall_ranking,
     read_results,
     run_benchmark,
+    run_grid,
     summarize,
+    write_report,
     write_results,
 )
 from sceval.data import harmonize_genes, simulate, validate
+from sceval.data.registry import fetch_dataset, list_datasets, load_dataset
 from sceval.listing import list_metrics, list_models, list_tasks
 
 __all__ = [
@@ -40,17 +45,24 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "data",
+    "fetch_dataset",
     "harmonize_genes",
+    "list_datasets",
     "list_metrics",
     "list_models",
     "list_tasks",
+    "load_config",
+    "load_dataset",
     "metrics",
     "models",
+    "overall_ranking",
     "read_results",
     "run_benchmark",
+    "run_grid",
     "simulate",
     "summarize",
     "tasks",
     "validate",
+    "write_report",
     "write_results",
 ]

@@ -1,7 +1,18 @@
 """Benchmark: run models x tasks x seeds, config-driven grids, the results table and its
 summary."""
 
+from sceval.benchmark.analysis import (
+    overall_ranking,
+    rank_stability,
+    scaled_scores,
+    seed_ranks,
+    seed_summary,
+    sensitivity,
+    sensitivity_curves,
+    usability,
+)
 from sceval.benchmark.config import Config, ConfigError, load_config, parse_config
+from sceval.benchmark.report import load_results, write_report
 from sceval.benchmark.results import (
     GRID_COLUMNS,
     RESULT_COLUMNS,
@@ -20,11 +31,21 @@ __all__ = [
     "Config",
     "ConfigError",
     "load_config",
+    "load_results",
+    "overall_ranking",
     "parse_config",
     "plan_grid",
+    "rank_stability",
     "read_results",
     "run_benchmark",
     "run_grid",
+    "scaled_scores",
+    "seed_ranks",
+    "seed_summary",
+    "sensitivity",
+    "sensitivity_curves",
     "summarize",
+    "usability",
+    "write_report",
     "write_results",
 ]

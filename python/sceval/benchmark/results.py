@@ -86,6 +86,12 @@ def to_frame(rows: Iterable[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     return df[list(columns)].reset_index(drop=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Any, mode: str = "w", fsync: bool = True) -> Path:
     """Write a file atomically: ``write(handle)`` into a temp file, then ``os.replace``.
 
@@ -95,6 +101,7 @@ def atomic_write(path: str | Path, write: Any, mode: str = "w", fsync: bool = Tr
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared files
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()

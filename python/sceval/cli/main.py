@@ -46,6 +46,16 @@ def format_summary(results: pd.DataFrame) -> str:
     seeds, +- sd when several), then the models that were skipped or failed."""
     from sceval.benchmark.results import summarize
 
+    if "params" in results.columns and (results["params"].fillna("{}") != "{}").any():
+        # grid runs: each hyperparameter setting is its own contender
+        from sceval.benchmark.analysis import model_label
+
+        results = results.assign(
+            model=[
+                model_label(m, p)
+                for m, p in zip(results["model"], results["params"].fillna("{}"), strict=True)
+            ]
+        )
     summ = summarize(results)
     lines: list[str] = []
     for (ds, task), grp in summ.groupby(["dataset", "task"], sort=False):
