@@ -65,10 +65,8 @@ from sceval.models.base import EmbedContext
 from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
-    check_precision,
     gene_coverage,
     inference_context,
-    torch_device,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -636,13 +634,6 @@ class PerformerFoundation(FoundationModel):
         self.coverage: GeneCoverage | None = None
 
     # ------------------------------------------------------------------ plumbing
-    def _device(self, ctx: EmbedContext) -> str:
-        device = str(self.params.get("device") or ctx.device or "cpu")
-        return torch_device(device, self.info.key)
-
-    def _precision(self) -> str:
-        return check_precision(str(self.params.get("precision", "auto")), self.info.key)
-
     def _mode(self) -> str:
         mode = str(self.params.get("mode", "exact"))
         if mode not in MODES:

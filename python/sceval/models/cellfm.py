@@ -62,10 +62,8 @@ from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
     batches_by_length,
-    check_precision,
     gene_coverage,
     inference_context,
-    torch_device,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1102,18 +1100,6 @@ class _CellFMBase(FoundationModel):
         self._loaded: _Loaded | None = None
         self.coverage: CellFMCoverage | None = None
         self._stream: list[int] | None = None
-
-    def _device(self, ctx: EmbedContext) -> str:
-        device = str(self.params.get("device") or ctx.device or "cpu")
-        return torch_device(device, self.info.key)
-
-    def _precision(self) -> str:
-        return check_precision(str(self.params.get("precision", "auto")), self.info.key)
-
-    def check(self, adata: Any, ctx: EmbedContext) -> None:
-        """Base checks plus: the checkpoint exists (else :class:`ModelSkippedError`)."""
-        super().check(adata, ctx)
-        self.checkpoint_dir()
 
     def _load(self, ctx: EmbedContext) -> _Loaded:
         folder = self.checkpoint_dir()

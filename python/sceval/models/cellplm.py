@@ -76,10 +76,8 @@ from sceval.models.checkpoints import CheckpointSpec, FileSpec, register_checkpo
 from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
-    check_precision,
     gene_coverage,
     inference_context,
-    torch_device,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1021,13 +1019,6 @@ class _CellPLMBase(FoundationModel):
         super().__init__(**params)
         self._loaded: _Loaded | None = None
         self.coverage: GeneCoverage | None = None
-
-    def _device(self, ctx: EmbedContext) -> str:
-        device = str(self.params.get("device") or ctx.device or "cpu")
-        return torch_device(device, self.info.key)
-
-    def _precision(self) -> str:
-        return check_precision(str(self.params.get("precision", "auto")), self.info.key)
 
     def _latent(self) -> str:
         latent = str(self.params.get("latent", "argmax"))

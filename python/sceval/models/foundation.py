@@ -241,6 +241,12 @@ class FoundationModel(Model):
     #: Cells per chunk when embedding backed or large data (see :meth:`embed_streaming`).
     chunk_size: int = 20_000
 
+    #: What a checkpoint folder holds (for the "how to get it" message), e.g.
+    #: ``"config.json, pytorch_model.bin and tokenizer.json"``.
+    checkpoint_hint: str = ""
+    #: ``True`` for the ``.random`` controls: weights re-initialized from ``ctx.seed``.
+    random_weights: bool = False
+
     def checkpoint_dir(self) -> Path:
         """The checkpoint folder, or :class:`ModelSkippedError` saying how to get it."""
         from sceval.models.checkpoints import resolve_checkpoint
@@ -249,7 +255,26 @@ class FoundationModel(Model):
         try:
             return resolve_checkpoint(ref)
         except FileNotFoundError as err:
-            raise ModelSkippedError(str(err)) from err
+            text = str(err)
+            if "sceval fetch" not in text and self.checkpoint_hint:
+                text = (
+                    f"{text}. Get it with: sceval fetch {ref} (or pass checkpoint=<folder "
+                    f"with {self.checkpoint_hint}>)"
+                )
+            raise ModelSkippedError(text) from err
+
+    def check(self, adata: Any, ctx: EmbedContext) -> None:
+        """Base checks plus: the checkpoint exists (else :class:`ModelSkippedError`)."""
+        super().check(adata, ctx)
+        self.checkpoint_dir()
+
+    def _device(self, ctx: EmbedContext) -> str:
+        """The torch device: the ``device`` param, else the benchmark's, else CPU."""
+        return torch_device(str(self.params.get("device") or ctx.device or "cpu"), self.info.key)
+
+    def _precision(self) -> str:
+        """The validated ``precision`` param (default ``"auto"``)."""
+        return check_precision(str(self.params.get("precision", "auto")), self.info.key)
 
     @abstractmethod
     def embed_cells(self, adata: Any, ctx: EmbedContext) -> np.ndarray:

@@ -840,19 +840,7 @@ class _GeneCompassBase(FoundationModel):
         #: Species of the data tokenized last (names in ``embed_genes`` default to it).
         self._last_species: str | None = None
 
-    def checkpoint_dir(self) -> Path:
-        """The checkpoint folder, or :class:`ModelSkippedError` saying how to get it."""
-        ref = self.params.get("checkpoint") or self.default_checkpoint
-        try:
-            return super().checkpoint_dir()
-        except ModelSkippedError as err:
-            text = str(err)
-            if "sceval fetch" not in text:
-                text = (
-                    f"{text}. Get it with: sceval fetch {ref} (or pass checkpoint=<folder "
-                    "with config.json, pytorch_model.bin and the token/median dictionaries>)"
-                )
-            raise ModelSkippedError(text) from err
+    checkpoint_hint = "config.json, pytorch_model.bin and the token/median dictionaries"
 
     def checkpoint(self) -> GeneCompassCheckpoint:
         """The resolved, read checkpoint (cached)."""

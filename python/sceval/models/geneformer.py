@@ -917,19 +917,7 @@ class _GeneformerBase(FoundationModel):
 
     # -- checkpoint ---------------------------------------------------------------------
 
-    def checkpoint_dir(self) -> Path:
-        """The checkpoint folder, or :class:`ModelSkippedError` saying how to get it."""
-        ref = self.params.get("checkpoint") or self.default_checkpoint
-        try:
-            return super().checkpoint_dir()
-        except ModelSkippedError as err:
-            text = str(err)
-            if "sceval fetch" not in text:
-                text = (
-                    f"{text}. Get it with: sceval fetch {ref} (or pass checkpoint=<folder "
-                    "with config.json, model.safetensors and the token dictionaries>)"
-                )
-            raise ModelSkippedError(text) from err
+    checkpoint_hint = "config.json, model.safetensors and the token dictionaries"
 
     def checkpoint(self) -> GeneformerCheckpoint:
         """The resolved, read checkpoint (cached)."""

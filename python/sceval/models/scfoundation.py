@@ -88,10 +88,8 @@ from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
     batches_by_length,
-    check_precision,
     gene_coverage,
     inference_context,
-    torch_device,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1047,16 +1045,10 @@ class _ScFoundationBase(FoundationModel):
         self._loaded: dict[str, _Loaded] = {}
         self.coverage: GeneCoverage | None = None
 
-    def _device(self, ctx: EmbedContext) -> str:
-        return torch_device(str(self.params.get("device") or ctx.device or "cpu"), self.info.key)
-
     def _default_batch(self, ctx: EmbedContext) -> int:
         """32 cells per batch on CUDA (about 1,000 cells/s at 768-d, bf16, on an H200);
         8 on CPU, where the attention scores of a batch are held in memory."""
         return 32 if self._device(ctx).startswith("cuda") else 8
-
-    def _precision(self) -> str:
-        return check_precision(str(self.params.get("precision", "auto")), self.info.key)
 
     def checkpoint_dir(self) -> Path:
         """The checkpoint folder, or :class:`ModelSkippedError` saying how to get it."""

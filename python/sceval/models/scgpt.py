@@ -54,11 +54,9 @@ from sceval.models.foundation import (
     GeneCoverage,
     autocast_dtype,
     batches_by_length,
-    check_precision,
     gene_coverage,
     gene_symbols,
     inference_context,
-    torch_device,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1057,18 +1055,6 @@ class _ScGPTBase(FoundationModel):
         self.coverage: GeneCoverage | None = None
 
     # ------------------------------------------------------------------ plumbing
-    def _device(self, ctx: EmbedContext) -> str:
-        device = str(self.params.get("device") or ctx.device or "cpu")
-        return torch_device(device, self.info.key)
-
-    def _precision(self) -> str:
-        return check_precision(str(self.params.get("precision", "auto")), self.info.key)
-
-    def check(self, adata: Any, ctx: EmbedContext) -> None:
-        """Base checks plus: the checkpoint exists (else :class:`ModelSkippedError`)."""
-        super().check(adata, ctx)
-        self.checkpoint_dir()
-
     def _load(self, ctx: EmbedContext) -> _Loaded:
         folder = self.checkpoint_dir()
         device = self._device(ctx)

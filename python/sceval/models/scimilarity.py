@@ -43,7 +43,6 @@ from sceval.models.foundation import (
     check_precision,
     gene_coverage,
     inference_context,
-    torch_device,
 )
 
 __all__ = [
@@ -357,14 +356,6 @@ class _ScimilarityBase(FoundationModel):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._loaded: tuple[Any, ...] | None = None
-
-    def check(self, adata: Any, ctx: EmbedContext) -> None:
-        """Base checks plus: the checkpoint exists (else :class:`ModelSkippedError`)."""
-        super().check(adata, ctx)
-        self.checkpoint_dir()
-
-    def _device(self, ctx: EmbedContext) -> str:
-        return torch_device(str(self.params.get("device") or ctx.device or "cpu"), self.info.key)
 
     def _load(self, ctx: EmbedContext) -> tuple[Any, ScimilarityCheckpoint]:
         folder = self.checkpoint_dir()

@@ -653,19 +653,7 @@ class _TGPTBase(FoundationModel):
         self._ckpt: TGPTCheckpoint | None = None
         self._models: dict[tuple[str, int, str], Any] = {}
 
-    def checkpoint_dir(self) -> Path:
-        """The checkpoint folder, or :class:`ModelSkippedError` saying how to get it."""
-        ref = self.params.get("checkpoint") or self.default_checkpoint
-        try:
-            return super().checkpoint_dir()
-        except ModelSkippedError as err:
-            text = str(err)
-            if "sceval fetch" not in text:
-                text = (
-                    f"{text}. Get it with: sceval fetch {ref} (or pass checkpoint=<folder "
-                    "with config.json, pytorch_model.bin and tokenizer.json>)"
-                )
-            raise ModelSkippedError(text) from err
+    checkpoint_hint = "config.json, pytorch_model.bin and tokenizer.json"
 
     def checkpoint(self) -> TGPTCheckpoint:
         """The resolved, read checkpoint (cached)."""

@@ -104,10 +104,8 @@ from sceval.models.checkpoints import CheckpointSpec, FileSpec, register_checkpo
 from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
-    check_precision,
     gene_coverage,
     inference_context,
-    torch_device,
 )
 
 __all__ = [
@@ -1263,18 +1261,6 @@ class _UCEBase(FoundationModel):
         super().__init__(**params)
         self._prep: _Prepared | None = None
         self.coverage: UCEGeneCoverage | None = None
-
-    def _device(self, ctx: EmbedContext) -> str:
-        device = str(self.params.get("device") or ctx.device or "cpu")
-        return torch_device(device, self.info.key)
-
-    def _precision(self) -> str:
-        return check_precision(str(self.params.get("precision", "auto")), self.info.key)
-
-    def check(self, adata: Any, ctx: EmbedContext) -> None:
-        """Base checks plus: the checkpoint exists (else :class:`ModelSkippedError`)."""
-        super().check(adata, ctx)
-        self.checkpoint_dir()
 
     def _load(self, ctx: EmbedContext) -> _Prepared:
         folder = self.checkpoint_dir()
