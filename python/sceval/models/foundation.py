@@ -24,6 +24,7 @@ __all__ = [
     "PRECISIONS",
     "FoundationModel",
     "GeneCoverage",
+    "RaggedCells",
     "autocast_dtype",
     "batches_by_length",
     "check_precision",
@@ -116,6 +117,42 @@ def gene_symbols(adata: Any, report: Any) -> np.ndarray:
 
     table, _ = map_genes(list(ids))
     return table["gene_symbol"].to_numpy(dtype=object)
+
+
+class RaggedCells:
+    """Mixin for tokenized cells stored flat: cell ``i`` is ``[offsets[i]:offsets[i + 1]]``
+    of each flat per-token array (ids, values, positions, ...)."""
+
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.offsets.size - 1)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens per cell, shape ``(n_cells,)``."""
+        return np.diff(self.offsets)
+
+    def pad(
+        self,
+        idx: Any,
+        flats: list[tuple[np.ndarray, Any]],
+        pad_to: int | None = None,
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Cells ``idx`` of each flat array in ``flats`` (``(array, fill value)`` pairs),
+        right-padded to the longest cell (or ``pad_to``); returns the padded arrays (dtype
+        of each flat array) and the int64 ``(len(idx), width)`` mask of real tokens."""
+        idx = np.asarray(idx, dtype=np.int64)
+        lens = self.lengths[idx]
+        width = int(pad_to if pad_to is not None else max(int(lens.max(initial=0)), 1))
+        outs = [np.full((idx.size, width), fill, dtype=flat.dtype) for flat, fill in flats]
+        mask = np.zeros((idx.size, width), dtype=np.int64)
+        for r, i in enumerate(idx):
+            a, n = int(self.offsets[i]), int(lens[r])
+            for out, (flat, _) in zip(outs, flats, strict=True):
+                out[r, :n] = flat[a : a + n]
+            mask[r, :n] = 1
+        return outs, mask
 
 
 def batches_by_length(

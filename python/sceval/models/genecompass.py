@@ -93,6 +93,7 @@ from sceval.models.checkpoints import CheckpointSpec, FileSpec, register_checkpo
 from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
+    RaggedCells,
     batches_by_length,
     check_precision,
     gene_coverage,
@@ -594,7 +595,7 @@ def load_weights(
 
 
 @dataclass(frozen=True)
-class GeneCompassTokens:
+class GeneCompassTokens(RaggedCells):
     """Ranked gene tokens and values of cells, stored flat (no ``<cls>``).
 
     Attributes
@@ -615,30 +616,12 @@ class GeneCompassTokens:
     species: int = 0
     coverage: GeneCoverage | None = None
 
-    def __len__(self) -> int:
-        return int(self.offsets.size - 1)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """Genes per cell, shape ``(n_cells,)``."""
-        return np.diff(self.offsets)
-
     def padded(
         self, idx: Sequence[int] | np.ndarray, pad_id: int = 0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(input_ids, values, attention_mask)`` of cells ``idx``, right-padded (ids with
         ``pad_id``, values with 0) to the longest."""
-        idx = np.asarray(idx, dtype=np.int64)
-        lens = self.lengths[idx]
-        width = max(int(lens.max(initial=0)), 1)
-        ids = np.full((idx.size, width), pad_id, dtype=np.int64)
-        vals = np.zeros((idx.size, width), dtype=np.float32)
-        mask = np.zeros((idx.size, width), dtype=np.int64)
-        for r, i in enumerate(idx):
-            n, s = int(lens[r]), int(self.offsets[i])
-            ids[r, :n] = self.ids[s : s + n]
-            vals[r, :n] = self.values[s : s + n]
-            mask[r, :n] = 1
+        (ids, vals), mask = self.pad(idx, [(self.ids, pad_id), (self.values, 0.0)])
         return ids, vals, mask
 
 

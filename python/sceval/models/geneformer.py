@@ -74,6 +74,7 @@ from sceval.models.base import EmbedContext, ModelInfo, register_model
 from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
+    RaggedCells,
     autocast_dtype,
     batches_by_length,
     check_precision,
@@ -529,7 +530,7 @@ def load_weights(model: Any, state: dict[str, Any], *, head: str = "mlm", where:
 
 
 @dataclass(frozen=True)
-class GeneformerTokens:
+class GeneformerTokens(RaggedCells):
     """Rank value encodings of cells, stored flat.
 
     Attributes
@@ -546,14 +547,6 @@ class GeneformerTokens:
     offsets: np.ndarray
     coverage: GeneCoverage | None = None
 
-    def __len__(self) -> int:
-        return int(self.offsets.size - 1)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """Tokens per cell, shape ``(n_cells,)``."""
-        return np.diff(self.offsets)
-
     def cell(self, i: int) -> np.ndarray:
         """Token ids of cell ``i``."""
         return self.ids[self.offsets[i] : self.offsets[i + 1]]
@@ -563,15 +556,7 @@ class GeneformerTokens:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` for cells ``idx``, padded to the longest one
         (or to ``pad_to``), int64 arrays of shape ``(len(idx), length)``."""
-        idx = np.asarray(idx, dtype=np.int64)
-        lens = self.lengths[idx]
-        width = int(pad_to if pad_to is not None else max(int(lens.max(initial=0)), 1))
-        ids = np.full((idx.size, width), pad_id, dtype=np.int64)
-        mask = np.zeros((idx.size, width), dtype=np.int64)
-        for r, i in enumerate(idx):
-            n = int(lens[r])
-            ids[r, :n] = self.cell(int(i))
-            mask[r, :n] = 1
+        (ids,), mask = self.pad(idx, [(self.ids, pad_id)], pad_to)
         return ids, mask
 
 

@@ -87,6 +87,7 @@ from sceval.models.checkpoints import CheckpointSpec, FileSpec, register_checkpo
 from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
+    RaggedCells,
     batches_by_length,
     gene_coverage,
     inference_context,
@@ -749,7 +750,7 @@ def parse_resolution(spec: str) -> tuple[str, float]:
 
 
 @dataclass(frozen=True)
-class ScFoundationTokens:
+class ScFoundationTokens(RaggedCells):
     """Encoder inputs of cells, flat.
 
     Attributes
@@ -776,28 +777,11 @@ class ScFoundationTokens:
     n_genes: int
     coverage: GeneCoverage | None = None
 
-    @property
-    def lengths(self) -> np.ndarray:
-        """Encoder tokens per cell."""
-        return np.diff(self.offsets)
-
-    def __len__(self) -> int:
-        return int(self.offsets.size - 1)
-
     def padded(self, idx: np.ndarray, pad_value: float) -> tuple[np.ndarray, ...]:
         """``(values, positions, keep)`` of cells ``idx`` padded to the longest one."""
-        idx = np.asarray(idx, dtype=np.int64)
-        lens = self.lengths[idx]
-        width = max(int(lens.max(initial=0)), 1)
-        vals = np.full((idx.size, width), pad_value, dtype=np.float32)
-        pos = np.full((idx.size, width), self.n_genes + 2, dtype=np.int64)
-        keep = np.zeros((idx.size, width), dtype=bool)
-        for r, i in enumerate(idx):
-            a, b = self.offsets[i], self.offsets[i + 1]
-            vals[r, : b - a] = self.values[a:b]
-            pos[r, : b - a] = self.positions[a:b]
-            keep[r, : b - a] = True
-        return vals, pos, keep
+        pad_pos = self.n_genes + 2
+        (vals, pos), keep = self.pad(idx, [(self.values, pad_value), (self.positions, pad_pos)])
+        return vals, pos, keep.astype(bool)
 
     def full(self, idx: np.ndarray) -> np.ndarray:
         """All ``n_genes + 2`` values of cells ``idx`` (zeros where not expressed)."""

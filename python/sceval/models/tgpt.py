@@ -66,6 +66,7 @@ from sceval.models.checkpoints import CheckpointSpec, FileSpec, register_checkpo
 from sceval.models.foundation import (
     FoundationModel,
     GeneCoverage,
+    RaggedCells,
     batches_by_length,
     check_precision,
     gene_coverage,
@@ -437,7 +438,7 @@ def load_weights(model: Any, state: dict[str, Any], *, where: str = "") -> Any:
 
 
 @dataclass(frozen=True)
-class TGPTTokens:
+class TGPTTokens(RaggedCells):
     """Tokenized cells (``</b>`` + genes + ``</s>``), stored flat.
 
     Attributes
@@ -454,29 +455,13 @@ class TGPTTokens:
     offsets: np.ndarray
     coverage: GeneCoverage | None = None
 
-    def __len__(self) -> int:
-        return int(self.offsets.size - 1)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """Tokens per cell, special tokens included, shape ``(n_cells,)``."""
-        return np.diff(self.offsets)
-
     def cell(self, i: int) -> np.ndarray:
         """Token ids of cell ``i``."""
         return self.ids[self.offsets[i] : self.offsets[i + 1]]
 
     def padded(self, idx: Sequence[int] | np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` of cells ``idx``, right-padded to the longest."""
-        idx = np.asarray(idx, dtype=np.int64)
-        lens = self.lengths[idx]
-        width = max(int(lens.max(initial=0)), 1)
-        ids = np.full((idx.size, width), pad_id, dtype=np.int64)
-        mask = np.zeros((idx.size, width), dtype=np.int64)
-        for r, i in enumerate(idx):
-            n = int(lens[r])
-            ids[r, :n] = self.cell(int(i))
-            mask[r, :n] = 1
+        (ids,), mask = self.pad(idx, [(self.ids, pad_id)])
         return ids, mask
 
 
