@@ -16,10 +16,8 @@ torch = pytest.importorskip("torch")
 
 import pandas as pd  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
 
 from sceval._errors import DataContractError, ModelSkippedError  # noqa: E402
-from sceval.cli import cli  # noqa: E402
 from sceval.data import validate  # noqa: E402
 from sceval.models import EmbedContext, get_model  # noqa: E402
 from sceval.models._mindspore_ckpt import (  # noqa: E402
@@ -35,7 +33,7 @@ from sceval.models.cellfm import (  # noqa: E402
     preprocess,
     read_hgnc_aliases,
 )
-from sceval.testing import small_dataset  # noqa: E402
+from sceval.testing import run_cli_benchmark, small_dataset  # noqa: E402
 from sceval.testing.cellfm import (  # noqa: E402
     write_checkpoint,
     write_tiny_cellfm,
@@ -509,29 +507,7 @@ def test_cli_run_with_tiny_checkpoint(data, ckpt, tmp_path):
     path = tmp_path / "d.h5ad"
     data.write_h5ad(path)
     out = tmp_path / "out"
-    r = CliRunner().invoke(
-        cli,
-        [
-            "run",
-            str(path),
-            "--batch-key",
-            "batch",
-            "--label-key",
-            "cell_type",
-            "--models",
-            "cellfm,cellfm.random",
-            "--tasks",
-            "integration,annotation",
-            "--checkpoint",
-            f"cellfm={ckpt}",
-            "--checkpoint",
-            f"cellfm.random={ckpt}",
-            "--out",
-            str(out),
-            "-q",
-        ],
-        catch_exceptions=False,
-    )
+    r = run_cli_benchmark(path, "cellfm", ckpt, out)
     assert r.exit_code == 0, r.output
     res = pd.read_csv(out / "results.csv")
     assert set(res["model"]) == {"cellfm", "cellfm.random"}

@@ -18,7 +18,7 @@ from sceval.data import validate  # noqa: E402
 from sceval.models import EmbedContext, get_model  # noqa: E402
 from sceval.models._performer import PerformerCheckpointError  # noqa: E402
 from sceval.models.celllm import CellLMTokens, celllm_config, load_celllm  # noqa: E402
-from sceval.testing import small_dataset, tiny_checkpoint  # noqa: E402
+from sceval.testing import run_cli_benchmark, small_dataset, tiny_checkpoint  # noqa: E402
 from sceval.testing.celllm import write_tiny_celllm  # noqa: E402
 from sceval.testing.scbert import write_gene_reference, write_tiny_scbert  # noqa: E402
 
@@ -232,36 +232,11 @@ def test_zero_gene_overlap_bad_mode_and_missing_weights(data, ckpt, tmp_path):
 
 
 def test_cli_run(data, ckpt, tmp_path):
-    from click.testing import CliRunner
-
-    from sceval.cli import cli
 
     h5ad = tmp_path / "d.h5ad"
     data.write_h5ad(h5ad)
     out = tmp_path / "out"
-    r = CliRunner().invoke(
-        cli,
-        [
-            "run",
-            str(h5ad),
-            "--batch-key",
-            "batch",
-            "--label-key",
-            "cell_type",
-            "--models",
-            "celllm,celllm.random",
-            "--tasks",
-            "integration,annotation",
-            "--checkpoint",
-            f"celllm={ckpt}",
-            "--checkpoint",
-            f"celllm.random={ckpt}",
-            "--out",
-            str(out),
-            "-q",
-        ],
-        catch_exceptions=False,
-    )
+    r = run_cli_benchmark(h5ad, "celllm", ckpt, out)
     assert r.exit_code == 0, r.output
     res = pd.read_csv(out / "results.csv")
     assert set(res["model"]) == {"celllm", "celllm.random"}

@@ -30,6 +30,7 @@ from sceval.models.genecompass import (
     load_weights,
     tokenize_counts,
 )
+from sceval.testing import run_cli_benchmark
 from sceval.testing.genecompass import write_for_adata, write_tiny_genecompass
 
 torch = pytest.importorskip("torch")
@@ -386,36 +387,11 @@ def test_config_without_cls_token(tmp_path, human):
 
 
 def test_cli_run(tmp_path, human, ckpt_h):
-    from click.testing import CliRunner
-
-    from sceval.cli import cli
 
     path = tmp_path / "d.h5ad"
     human.write_h5ad(path)
     out = tmp_path / "out"
-    r = CliRunner().invoke(
-        cli,
-        [
-            "run",
-            str(path),
-            "--batch-key",
-            "batch",
-            "--label-key",
-            "cell_type",
-            "--models",
-            "genecompass,genecompass.random",
-            "--tasks",
-            "integration,annotation",
-            "--checkpoint",
-            f"genecompass={ckpt_h}",
-            "--checkpoint",
-            f"genecompass.random={ckpt_h}",
-            "--out",
-            str(out),
-            "-q",
-        ],
-        catch_exceptions=False,
-    )
+    r = run_cli_benchmark(path, "genecompass", ckpt_h, out)
     assert r.exit_code == 0, r.output
     res = pd.read_csv(out / "results.csv")
     assert set(res["model"]) == {"genecompass", "genecompass.random"}

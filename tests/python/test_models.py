@@ -11,6 +11,7 @@ from sceval.models import MODELS, EmbedContext, ExternalEmbedding, get_model
 
 FAST_PARAMS = {"scvi": {"max_epochs": 2, "n_latent": 8}}
 
+
 def _foundation_archs() -> tuple[str, ...]:
     from sceval.testing import tiny_checkpoint_archs
 

@@ -16,7 +16,7 @@ from sceval.data import validate  # noqa: E402
 from sceval.models import EmbedContext, get_model  # noqa: E402
 from sceval.models._performer import PerformerCheckpointError  # noqa: E402
 from sceval.models.scbert import load_scbert, scbert_tokens  # noqa: E402
-from sceval.testing import small_dataset, tiny_checkpoint  # noqa: E402
+from sceval.testing import run_cli_benchmark, small_dataset, tiny_checkpoint  # noqa: E402
 from sceval.testing.scbert import write_gene_reference, write_tiny_scbert  # noqa: E402
 
 
@@ -207,36 +207,11 @@ def test_missing_file_is_skipped(ckpt, data, tmp_path):
 
 
 def test_cli_run(data, ckpt, tmp_path):
-    from click.testing import CliRunner
-
-    from sceval.cli import cli
 
     h5ad = tmp_path / "d.h5ad"
     data.write_h5ad(h5ad)
     out = tmp_path / "out"
-    r = CliRunner().invoke(
-        cli,
-        [
-            "run",
-            str(h5ad),
-            "--batch-key",
-            "batch",
-            "--label-key",
-            "cell_type",
-            "--models",
-            "scbert,scbert.random",
-            "--tasks",
-            "integration,annotation",
-            "--checkpoint",
-            f"scbert={ckpt}",
-            "--checkpoint",
-            f"scbert.random={ckpt}",
-            "--out",
-            str(out),
-            "-q",
-        ],
-        catch_exceptions=False,
-    )
+    r = run_cli_benchmark(h5ad, "scbert", ckpt, out)
     assert r.exit_code == 0, r.output
     res = pd.read_csv(out / "results.csv")
     assert set(res["model"]) == {"scbert", "scbert.random"}

@@ -16,14 +16,13 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
 
 from sceval._errors import DataContractError, ModelSkippedError
 from sceval.data import validate
 from sceval.models import EmbedContext, get_model
 from sceval.models import scfoundation as sf
 from sceval.models._safe_load import UnsafePickleError
-from sceval.testing import small_dataset, tiny_checkpoint
+from sceval.testing import run_cli_benchmark, small_dataset, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -448,34 +447,11 @@ def test_numpy_scalars_in_config_load_through_the_allowlist(data, ckpt, tmp_path
 
 
 def test_cli_run(data, ckpt, tmp_path):
-    from sceval.cli import cli
 
     path = tmp_path / "d.h5ad"
     data.write_h5ad(path)
     out = tmp_path / "out"
-    r = CliRunner().invoke(
-        cli,
-        [
-            "run",
-            str(path),
-            "--batch-key",
-            "batch",
-            "--label-key",
-            "cell_type",
-            "--models",
-            "scfoundation,scfoundation.random",
-            "--tasks",
-            "integration,annotation",
-            "--checkpoint",
-            f"scfoundation={ckpt}",
-            "--checkpoint",
-            f"scfoundation.random={ckpt}",
-            "--out",
-            str(out),
-            "-q",
-        ],
-        catch_exceptions=False,
-    )
+    r = run_cli_benchmark(path, "scfoundation", ckpt, out)
     assert r.exit_code == 0, r.output
     res = pd.read_csv(out / "results.csv")
     assert set(res["model"]) == {"scfoundation", "scfoundation.random"}

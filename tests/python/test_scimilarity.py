@@ -11,14 +11,12 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from click.testing import CliRunner
 
 from sceval._errors import DataContractError
-from sceval.cli import cli
 from sceval.data import validate
 from sceval.models import EmbedContext, get_model
 from sceval.models.scimilarity import align_counts, find_model_folder, load_checkpoint, lognorm
-from sceval.testing import small_dataset, tiny_checkpoint
+from sceval.testing import run_cli_benchmark, small_dataset, tiny_checkpoint
 from sceval.testing.scimilarity import write_tiny_scimilarity
 
 
@@ -177,27 +175,7 @@ def test_cli_runs_scimilarity(ckpt, data, tmp_path):
     path = tmp_path / "d.h5ad"
     data.write_h5ad(path)
     out = tmp_path / "out"
-    r = CliRunner().invoke(
-        cli,
-        [
-            "run",
-            str(path),
-            "--batch-key",
-            "batch",
-            "--label-key",
-            "cell_type",
-            "--models",
-            "scimilarity,scimilarity.random",
-            "--tasks",
-            "integration,annotation",
-            "--checkpoint",
-            f"scimilarity={ckpt}",
-            "--checkpoint",
-            f"scimilarity.random={ckpt}",
-            "--out",
-            str(out),
-        ],
-    )
+    r = run_cli_benchmark(path, "scimilarity", ckpt, out)
     assert r.exit_code == 0, r.output
     res = pd.read_csv(out / "results.csv")
     assert set(res["model"]) == {"scimilarity", "scimilarity.random"}

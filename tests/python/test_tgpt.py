@@ -29,7 +29,7 @@ from sceval.models.tgpt import (
     read_tokenizer,
     tokenize_counts,
 )
-from sceval.testing import small_dataset
+from sceval.testing import run_cli_benchmark, small_dataset
 from sceval.testing.tgpt import write_tiny_tgpt
 
 torch = pytest.importorskip("torch")
@@ -273,38 +273,13 @@ def test_bad_parameters(ckpt, data):
 
 
 def test_cli_run(tmp_path, data):
-    from click.testing import CliRunner
-
-    from sceval.cli import cli
 
     a = data[:120].copy()
     path = tmp_path / "d.h5ad"
     a.write_h5ad(path)
     folder = write_tiny_tgpt(tmp_path / "ck", symbols=a.var_names.tolist())
     out = tmp_path / "out"
-    r = CliRunner().invoke(
-        cli,
-        [
-            "run",
-            str(path),
-            "--batch-key",
-            "batch",
-            "--label-key",
-            "cell_type",
-            "--models",
-            "tgpt,tgpt.random",
-            "--tasks",
-            "integration,annotation",
-            "--checkpoint",
-            f"tgpt={folder}",
-            "--checkpoint",
-            f"tgpt.random={folder}",
-            "--out",
-            str(out),
-            "-q",
-        ],
-        catch_exceptions=False,
-    )
+    r = run_cli_benchmark(path, "tgpt", folder, out)
     assert r.exit_code == 0, r.output
     res = pd.read_csv(out / "results.csv")
     assert set(res["model"]) == {"tgpt", "tgpt.random"}

@@ -33,7 +33,7 @@ from sceval.models.uce import (  # noqa: E402
     build_tokenizer,
     load_uce,
 )
-from sceval.testing import small_dataset  # noqa: E402
+from sceval.testing import run_cli_benchmark, small_dataset  # noqa: E402
 from sceval.testing.uce import write_for_adata, write_tiny_uce  # noqa: E402
 
 SAMPLE = 96  # genes per cell in most tests (official 1,024; the cost is quadratic)
@@ -480,38 +480,13 @@ def test_missing_files_listed(tmp_path, ckpt):
 
 
 def test_cli_run(tmp_path):
-    from click.testing import CliRunner
-
-    from sceval.cli import cli
 
     adata = small_dataset(n_cells=120, n_genes=150, n_batches=2, n_cell_types=3, seed=4)
     path = tmp_path / "d.h5ad"
     adata.write_h5ad(path)
     folder = write_for_adata(tmp_path / "ckpt", adata)
     out = tmp_path / "out"
-    r = CliRunner().invoke(
-        cli,
-        [
-            "run",
-            str(path),
-            "--batch-key",
-            "batch",
-            "--label-key",
-            "cell_type",
-            "--models",
-            "uce,uce.random",
-            "--tasks",
-            "integration,annotation",
-            "--checkpoint",
-            f"uce={folder}",
-            "--checkpoint",
-            f"uce.random={folder}",
-            "--out",
-            str(out),
-            "-q",
-        ],
-        catch_exceptions=False,
-    )
+    r = run_cli_benchmark(path, "uce", folder, out)
     assert r.exit_code == 0, r.output
     res = pd.read_csv(out / "results.csv")
     assert set(res["model"]) == {"uce", "uce.random"}

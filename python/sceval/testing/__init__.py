@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["small_dataset", "tiny_checkpoint", "tiny_checkpoint_archs"]
+__all__ = ["run_cli_benchmark", "small_dataset", "tiny_checkpoint", "tiny_checkpoint_archs"]
 
 
 def small_dataset(
@@ -80,3 +80,35 @@ def tiny_checkpoint_archs() -> list[str]:
         if hasattr(importlib.import_module(f"sceval.testing.{mod.name}"), "write_for_adata"):
             out.append(mod.name)
     return sorted(out)
+
+
+def run_cli_benchmark(
+    h5ad: Any, model_key: str, checkpoint: Any, out: Any, tasks: str = "integration,annotation"
+) -> Any:
+    """``sceval run H5AD --models KEY,KEY.random --checkpoint KEY=CHECKPOINT`` on the
+    simulated data's keys (``batch``, ``cell_type``) through click's test runner (the
+    checkpoint applies to the ``.random`` control too); returns the click ``Result``.
+
+    The shared CLI check of every foundation model's tests."""
+    from click.testing import CliRunner
+
+    from sceval.cli import cli
+
+    args = [
+        "run",
+        str(h5ad),
+        "--batch-key",
+        "batch",
+        "--label-key",
+        "cell_type",
+        "--models",
+        f"{model_key},{model_key}.random",
+        "--tasks",
+        tasks,
+        "--checkpoint",
+        f"{model_key}={checkpoint}",
+        "--out",
+        str(out),
+        "-q",
+    ]
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
