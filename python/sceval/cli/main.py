@@ -441,20 +441,8 @@ def _run_config(
     ) as err:
         _fail(err)
         return
-    # hyperparameter settings are told apart in the printed summary: "pca n_comps=10"
-    shown = results.copy()
-    has = shown["params"] != "{}"
-    if has.any():
-        import json
-
-        label = [
-            " ".join(f"{k.split('.', 1)[1]}={v}" for k, v in json.loads(p).items())
-            for p in shown.loc[has, "params"]
-        ]
-        shown.loc[has, "model"] = (
-            shown.loc[has, "model"] + " " + pd.Series(label, index=shown.index[has], dtype="string")
-        )
-    click.echo(format_summary(shown))
+    # format_summary tells hyperparameter settings apart: "pca n_comps=10"
+    click.echo(format_summary(results))
     target = outdir or (cfg.out or "sceval-out")
     click.echo(f"\n{len(results)} rows, {results['cell'].nunique()} cells -> {target}")
     n_bad = int((results["status"] == "failed").sum())
