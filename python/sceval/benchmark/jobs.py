@@ -28,6 +28,7 @@ from sceval.benchmark.config import DatasetSpec, SubsampleSpec
 from sceval.benchmark.grid import Cell, Job, sha256_json
 from sceval.benchmark.record import peak_mb, reset_peak
 from sceval.benchmark.results import atomic_write
+from sceval.benchmark.runner import LazyEmbedding
 
 __all__ = ["cell_path", "load_dataset", "run_job", "subsample_indices"]
 
@@ -130,7 +131,7 @@ def subsample_indices(
     return np.sort(np.concatenate(idx))
 
 
-class _JobEmbedding:
+class _JobEmbedding(LazyEmbedding):
     """The job's embedding: from the disk cache, or computed once and stored there.
 
     ``seconds`` is the embedding's compute time (as recorded when it was computed, also
@@ -147,44 +148,24 @@ class _JobEmbedding:
         key: str,
         refresh: bool = False,
     ) -> None:
-        self.model, self.adata, self.ctx, self.cache, self.key = model, adata, ctx, cache, key
-        self.refresh = refresh
-        self.seconds = 0.0
-        self.spent = 0.0
-        self.note = ""
+        super().__init__(model, adata, ctx, store=False)
+        self.cache, self.key, self.refresh = cache, key, refresh
         self.peak = 0.0
-        self.calls = 0
-        self._value: np.ndarray | None = None
-        self._error: BaseException | None = None
 
-    def __call__(self) -> np.ndarray:
-        from sceval.benchmark.runner import compute_embedding
-
-        if self._error is not None:
-            raise self._error
-        if self._value is not None:
-            return self._value
+    def _compute(self) -> np.ndarray:
         hit = None if (self.cache is None or self.refresh) else self.cache.get(self.key)
         if hit is not None:
-            self._value, meta = hit
+            value, meta = hit
             self.seconds = float(meta.get("seconds", 0.0))
             self.note = str(meta.get("note", ""))
-            return self._value
-        t0 = time.perf_counter()
-        self.calls += 1
+            return value
         try:
-            self._value = compute_embedding(self.model, self.adata, self.ctx)
-        except BaseException as err:
-            self._error = err
-            raise
+            value = super()._compute()
         finally:
-            self.seconds = self.spent = time.perf_counter() - t0
             self.peak = peak_mb()
-        coverage = getattr(self.model, "coverage", None)
-        self.note = coverage.message if coverage is not None else ""
         if self.cache is not None:
-            self.cache.put(self.key, self._value, self.note, self.seconds)
-        return self._value
+            self.cache.put(self.key, value, self.note, self.seconds)
+        return value
 
 
 _ARROW = {

@@ -131,6 +131,10 @@ class LazyEmbedding:
     def __init__(self, model: Model, adata: Any, ctx: EmbedContext, store: bool = True) -> None:
         self.model, self.adata, self.ctx, self.store = model, adata, ctx, store
         self.seconds = 0.0
+        #: Time this process spent computing it (0 when it came from a cache).
+        self.spent = 0.0
+        #: Times it was computed (at most once).
+        self.calls = 0
         self.note = ""
         self._value: np.ndarray | None = None
         self._error: BaseException | None = None
@@ -139,19 +143,24 @@ class LazyEmbedding:
         if self._error is not None:
             raise self._error
         if self._value is None:
-            t0 = time.perf_counter()
-            try:
-                self._value = compute_embedding(self.model, self.adata, self.ctx)
-            except BaseException as err:
-                self._error = err
-                raise
-            finally:
-                self.seconds = time.perf_counter() - t0
-            coverage = getattr(self.model, "coverage", None)
-            self.note = coverage.message if coverage is not None else ""
-            if self.store:
-                self.adata.obsm[f"X_{self.model.info.key}"] = self._value
+            self._value = self._compute()
         return self._value
+
+    def _compute(self) -> np.ndarray:
+        t0 = time.perf_counter()
+        self.calls += 1
+        try:
+            value = compute_embedding(self.model, self.adata, self.ctx)
+        except BaseException as err:
+            self._error = err
+            raise
+        finally:
+            self.seconds = self.spent = time.perf_counter() - t0
+        coverage = getattr(self.model, "coverage", None)
+        self.note = coverage.message if coverage is not None else ""
+        if self.store:
+            self.adata.obsm[f"X_{self.model.info.key}"] = value
+        return value
 
 
 def compute_embedding(model: Model, adata: Any, ctx: EmbedContext) -> np.ndarray:

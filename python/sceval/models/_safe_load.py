@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,29 @@ __all__ = [
     "load_pickle_dict",
     "load_state_dict",
     "safe_torch_load",
+    "state_mismatch",
 ]
+
+
+def _shape(v: Any) -> tuple[int, ...]:
+    return tuple(v.shape) if hasattr(v, "shape") else tuple(v)
+
+
+def state_mismatch(
+    own: Mapping[str, Any], state: Mapping[str, Any], label: str = "expected"
+) -> tuple[list[str], list[str], list[str]]:
+    """Compare a model's state (``own``) with a checkpoint's (``state``): tensors or
+    shapes by key. Returns the model keys missing from the checkpoint, the checkpoint
+    keys the model lacks, and one ``"key: checkpoint (a, b) vs <label> (c, d)"`` line per
+    shape mismatch (model key order), ready for :func:`describe_key_mismatch`."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: checkpoint {_shape(state[k])} vs {label} {_shape(own[k])}"
+        for k in own
+        if k in state and _shape(state[k]) != _shape(own[k])
+    ]
+    return missing, unexpected, shapes
 
 
 def describe_key_mismatch(

@@ -684,7 +684,7 @@ def _state_dict(obj: dict[str, Any], path: Path) -> tuple[dict[str, Any], list[s
 
 
 def _check_keys(model: Any, state: dict[str, Any], path: Path, config: CellPLMConfig) -> None:
-    from sceval.models._safe_load import describe_key_mismatch
+    from sceval.models._safe_load import describe_key_mismatch, state_mismatch
 
     emb = state.get("embedder.feat_enc.emb")
     if emb is not None and emb.ndim == 2 and emb.shape[0] != config.n_genes:
@@ -695,14 +695,7 @@ def _check_keys(model: Any, state: dict[str, Any], path: Path, config: CellPLMCo
             "same checkpoint version, unmodified."
         )
         raise CellPLMCheckpointError(msg)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(k for k in expected if k not in state)
-    unexpected = sorted(k for k in state if k not in expected)
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs expected {expected[k]}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != expected[k]
-    )
+    missing, unexpected, shapes = (sorted(x) for x in state_mismatch(model.state_dict(), state))
     if not (missing or unexpected or shapes):
         return
     c = config

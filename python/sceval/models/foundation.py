@@ -116,7 +116,9 @@ def gene_symbols(adata: Any, report: Any) -> np.ndarray:
     from sceval.data.genes import map_genes
 
     table, _ = map_genes(list(ids))
-    return table["gene_symbol"].to_numpy(dtype=object)
+    return np.asarray(
+        ["" if v is None or v != v else str(v) for v in table["gene_symbol"]], dtype=object
+    )
 
 
 class RaggedCells:

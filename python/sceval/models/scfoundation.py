@@ -81,7 +81,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from sceval._errors import ModelSkippedError, ScevalError
-from sceval.models._safe_load import UnsafePickleError, describe_key_mismatch, safe_torch_load
+from sceval.models._safe_load import (
+    UnsafePickleError,
+    describe_key_mismatch,
+    safe_torch_load,
+    state_mismatch,
+)
 from sceval.models.base import EmbedContext, ModelInfo, register_model
 from sceval.models.checkpoints import CheckpointSpec, FileSpec, register_checkpoint
 from sceval.models.foundation import (
@@ -90,6 +95,7 @@ from sceval.models.foundation import (
     RaggedCells,
     batches_by_length,
     gene_coverage,
+    gene_symbols,
     inference_context,
 )
 
@@ -707,14 +713,7 @@ def load_subcheckpoint(path: str | Path, mode: str) -> tuple[ScFoundationConfig,
 
 def load_weights(model: Any, state: dict[str, Any], where: str = "") -> Any:
     """Load ``state`` into ``model`` strictly; one error lists every mismatch by key."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs config {tuple(own[k].shape)}"
-        for k in state
-        if k in own and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
+    missing, unexpected, shapes = state_mismatch(model.state_dict(), state, "config")
     if missing or unexpected or shapes:
         msg = (
             f"scFoundation weights {where or ''} do not fit their config: "
@@ -868,21 +867,6 @@ def tokenize(
         s_values=s32,
         n_genes=n_genes,
     )
-
-
-def _data_symbols(adata: Any, report: Any) -> list[str]:
-    """Gene symbols of ``adata`` (``""`` when unknown): symbols as they are, Ensembl IDs
-    through ``var['gene_symbol']`` or the bundled gene tables."""
-    col = getattr(report, "gene_id_column", None)
-    ids = [str(x) for x in (adata.var[col] if col else adata.var_names)]
-    if not str(getattr(report, "gene_id_type", "symbol")).startswith("ensembl"):
-        return ids
-    if "gene_symbol" in adata.var.columns:
-        return ["" if v is None or v != v else str(v) for v in adata.var["gene_symbol"]]
-    from sceval.data.genes import map_genes
-
-    table, _ = map_genes(ids)
-    return ["" if v is None or v != v else str(v) for v in table["gene_symbol"]]
 
 
 def to_gene_order(counts: Any, symbols: list[str], genes: list[str]) -> tuple[sp.csr_matrix, Any]:
@@ -1085,7 +1069,7 @@ class _ScFoundationBase(FoundationModel):
         from sceval.data.contract import get_counts
 
         counts = get_counts(adata, ctx.report)
-        symbols = _data_symbols(adata, ctx.report)
+        symbols = [str(s) for s in gene_symbols(adata, ctx.report)]
         x, matched = to_gene_order(counts, symbols, genes)
         cov = gene_coverage(matched, counts, self.info.key)
         self.coverage = cov

@@ -607,16 +607,9 @@ def _config(args: dict[str, Any], vocab: dict[str, int], state: dict[str, Any]) 
 
 
 def _check_keys(model: Any, state: dict[str, Any], path: Path, config: ScGPTConfig) -> None:
-    from sceval.models._safe_load import describe_key_mismatch
+    from sceval.models._safe_load import describe_key_mismatch, state_mismatch
 
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(k for k in expected if k not in state)
-    unexpected = sorted(k for k in state if k not in expected)
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs expected {expected[k]}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != expected[k]
-    )
+    missing, unexpected, shapes = (sorted(x) for x in state_mismatch(model.state_dict(), state))
     if not (missing or unexpected or shapes):
         return
     msg = (
@@ -1408,21 +1401,7 @@ class ScGPTModel(_ScGPTBase):
 class ScGPTRandomModel(_ScGPTBase):
     """``scgpt.random``: the scGPT architecture, vocabulary and tokenization of the
     checkpoint with all weights re-initialized (seeded by ``ctx.seed``): what the
-    architecture gives without pretraining.
-
-    Parameters (keyword arguments)
-    ----------
-    checkpoint
-        Registered checkpoint name or a local folder in the official layout
-        (``args.json``, ``vocab.json``, ``best_model.pt``). Default ``"scgpt.human"``.
-    batch_size
-        Cells per forward pass (default 64, as the official ``embed_data``).
-    precision
-        ``"auto"`` (bf16 on CUDA when supported, fp32 on CPU), ``"fp32"``, ``"bf16"``,
-        ``"fp16"``.
-    max_length
-        Tokens per cell including ``<cls>`` (default: ``max_seq_len`` of ``args.json``,
-        1200 for the released checkpoints).
+    architecture gives without pretraining. Parameters as :class:`ScGPTModel`.
     """
 
     random_weights = True

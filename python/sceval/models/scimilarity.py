@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from sceval._errors import DataContractError, ModelSkippedError
-from sceval.models._safe_load import describe_key_mismatch, safe_torch_load
+from sceval.models._safe_load import describe_key_mismatch, safe_torch_load, state_mismatch
 from sceval.models.base import EmbedContext, ModelInfo, register_model
 from sceval.models.checkpoints import CheckpointSpec, FileSpec, register_checkpoint
 from sceval.models.foundation import (
@@ -234,14 +234,7 @@ def build_encoder(n_genes: int, hidden: list[int], latent: int) -> Any:
 
 def load_weights(module: Any, state: dict[str, Any], where: str) -> Any:
     """Load ``state`` strictly; every key or shape problem in one error."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
+    missing, unexpected, shapes = state_mismatch(module.state_dict(), state, "model")
     problem = describe_key_mismatch(missing, unexpected, shapes)
     if problem:
         msg = (

@@ -70,6 +70,7 @@ from sceval.models.foundation import (
     batches_by_length,
     check_precision,
     gene_coverage,
+    gene_symbols,
     inference_context,
     torch_device,
 )
@@ -536,24 +537,6 @@ def tokenize_counts(
     return TGPTTokens(ids=ids, offsets=offsets)
 
 
-def data_symbols(adata: Any, report: Any) -> list[str]:
-    """Gene symbol of each gene of ``adata`` (``""`` when unknown).
-
-    Symbols are used as they are; Ensembl IDs are translated through
-    ``var['gene_symbol']`` (from :func:`sceval.harmonize_genes`) or the bundled tables.
-    """
-    col = getattr(report, "gene_id_column", None)
-    names = [str(v) for v in (adata.var[col] if col else adata.var_names)]
-    if not str(getattr(report, "gene_id_type", "symbol")).startswith("ensembl"):
-        return names
-    if "gene_symbol" in adata.var.columns:
-        return ["" if v is None or v != v else str(v) for v in adata.var["gene_symbol"]]
-    from sceval.data.genes import map_genes
-
-    table, _ = map_genes(names)
-    return ["" if v is None or v != v else str(v) for v in table["gene_symbol"].tolist()]
-
-
 # --------------------------------------------------------------------------- inference
 
 
@@ -685,7 +668,7 @@ class _TGPTBase(FoundationModel):
         if cached is not None:
             self.coverage = cached.coverage
             return cached
-        symbols = data_symbols(adata, ctx.report)
+        symbols = [str(s) for s in gene_symbols(adata, ctx.report)]
         per_gene = [gene_token_ids(s, ck.vocab) for s in symbols]
         matched = np.array([bool(t) and ck.vocab.unk_id not in t for t in per_gene])
         counts = get_counts(adata, ctx.report)

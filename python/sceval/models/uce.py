@@ -700,16 +700,9 @@ def _config_from_state(state: dict[str, Any], token_dim: int, nhead: int, path: 
 
 
 def _check_keys(model: Any, state: dict[str, Any], path: Path, cfg: UCEConfig, why: str) -> None:
-    from sceval.models._safe_load import describe_key_mismatch
+    from sceval.models._safe_load import describe_key_mismatch, state_mismatch
 
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(k for k in expected if k not in state)
-    unexpected = sorted(k for k in state if k not in expected)
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs expected {expected[k]}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != expected[k]
-    )
+    missing, unexpected, shapes = (sorted(x) for x in state_mismatch(model.state_dict(), state))
     if not (missing or unexpected or shapes):
         return
     msg = (
