@@ -1099,7 +1099,6 @@ class _CellFMBase(FoundationModel):
         super().__init__(**params)
         self._loaded: _Loaded | None = None
         self.coverage: CellFMCoverage | None = None
-        self._stream: list[int] | None = None
 
     def _load(self, ctx: EmbedContext) -> _Loaded:
         folder = self.checkpoint_dir()
@@ -1133,10 +1132,6 @@ class _CellFMBase(FoundationModel):
             offset=ctx.cell_offset,
             model_key=self.info.key,
         )
-        if self._stream is not None:  # chunks of embed_streaming: totals over all chunks
-            self._stream[0] += cov.n_cells
-            self._stream[1] += cov.n_subsampled
-            self._stream[2] += cov.n_empty
         self.coverage = cov
         return cell_embeddings(
             loaded.model,
@@ -1147,20 +1142,15 @@ class _CellFMBase(FoundationModel):
             precision=self._precision(),
         )
 
-    def embed_streaming(self, adata: Any, ctx: EmbedContext) -> np.ndarray:
-        """:meth:`FoundationModel.embed_streaming`, with the subsampled-cell counts of
-        the results message summed over the chunks."""
-        self._stream = [0, 0, 0]
-        try:
-            out = super().embed_streaming(adata, ctx)
-            if self.coverage is not None:
-                n, k, e = self._stream
-                self.coverage = dataclasses.replace(
-                    self.coverage, n_cells=n, n_subsampled=k, n_empty=e
-                )
-            return out
-        finally:
-            self._stream = None
+    def merge_coverage(self, covs: list[Any]) -> Any:
+        """The chunks' coverage with the cell counts of the message (embedded,
+        subsampled, empty) summed over the chunks."""
+        return dataclasses.replace(
+            super().merge_coverage(covs),
+            n_cells=sum(c.n_cells for c in covs),
+            n_subsampled=sum(c.n_subsampled for c in covs),
+            n_empty=sum(c.n_empty for c in covs),
+        )
 
     def embed_genes(self, genes: list[str], ctx: EmbedContext) -> tuple[np.ndarray, np.ndarray]:
         """Rows of ``gene_emb`` for the genes in the vocabulary (HGNC symbols):

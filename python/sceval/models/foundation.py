@@ -8,6 +8,7 @@ A foundation model is an architecture (a torch module in this repo) plus a check
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from abc import abstractmethod
 from collections.abc import Iterator
@@ -328,8 +329,6 @@ class FoundationModel(Model):
         by the cell's global index (``ctx.cell_offset``), so results do not depend on the
         chunking. In-memory data no larger than one chunk is embedded in one go.
         """
-        import dataclasses
-
         size = int(self.params.get("chunk_size", self.chunk_size))
         if size < 1:
             msg = f"chunk_size must be >= 1, got {size}"
@@ -339,7 +338,7 @@ class FoundationModel(Model):
         if not backed and n <= size:
             return self.embed_cells(adata, ctx)
         parts: list[np.ndarray] = []
-        shares: list[float] = []
+        covs: list[Any] = []
         for start in range(0, n, size):
             stop = min(start + size, n)
             chunk = adata[start:stop]
@@ -347,14 +346,19 @@ class FoundationModel(Model):
             sub_ctx = dataclasses.replace(ctx, cell_offset=ctx.cell_offset + start, cache={})
             parts.append(np.asarray(self.embed_cells(chunk, sub_ctx), dtype=np.float32))
             if self.coverage is not None:
-                shares.append(self.coverage.fraction_counts)
+                covs.append(self.coverage)
             del chunk
-        if self.coverage is not None and shares:
-            # the genes are the same in every chunk; the share of counts is the chunk mean
-            self.coverage = dataclasses.replace(
-                self.coverage, fraction_counts=float(np.mean(shares))
-            )
+        if covs:
+            self.coverage = self.merge_coverage(covs)
         return np.concatenate(parts, axis=0)
+
+    def merge_coverage(self, covs: list[Any]) -> Any:
+        """One coverage report from the chunks of :meth:`embed_streaming`: the genes are
+        the same in every chunk, the share of counts is the chunk mean. Subclasses whose
+        coverage also counts cells extend this."""
+        return dataclasses.replace(
+            covs[-1], fraction_counts=float(np.mean([c.fraction_counts for c in covs]))
+        )
 
     def embed_genes(self, genes: list[str], ctx: EmbedContext) -> tuple[np.ndarray, np.ndarray]:
         """Gene embeddings for ``genes``: ``(matrix (n_found, d), found mask (len(genes),))``.
